@@ -1,0 +1,119 @@
+//! Metadata: brokers, and topics with their partitions and leaders; auto-creates topics that
+//! do not exist when the client allows it and the broker is configured to.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use strata_meta::controller::validate_topic_name;
+use strata_meta::image::{MetadataImage, TopicImage};
+use uuid::Uuid;
+
+use crate::{topics, Broker};
+
+pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
+    // Before v4 there is no flag and every request may auto-create.
+    let may_create = version < 4 || request.allow_auto_topic_creation;
+    let mut results = Vec::new();
+    match &request.topics {
+        None => {
+            let image = broker.meta.image().read();
+            results.extend(image.topics.values().map(|t| topic_result(broker, t)));
+        }
+        Some(requested) => {
+            for t in requested {
+                results.push(
+                    requested_topic(
+                        broker,
+                        t.name.as_ref().map(|n| n.0.to_string()),
+                        t.topic_id,
+                        may_create,
+                    )
+                    .await,
+                );
+            }
+        }
+    }
+    let image = broker.meta.image().read();
+    MetadataResponse::default()
+        .with_brokers(brokers(&image))
+        .with_cluster_id(Some(StrBytes::from_string(
+            broker.config.cluster_id.clone(),
+        )))
+        .with_controller_id(BrokerId(broker.config.node_id))
+        .with_topics(results)
+        .with_cluster_authorized_operations(i32::MIN)
+}
+
+async fn requested_topic(
+    broker: &Broker,
+    name: Option<String>,
+    topic_id: Uuid,
+    may_create: bool,
+) -> MetadataResponseTopic {
+    let error = |code: i16, name: Option<String>| {
+        MetadataResponseTopic::default()
+            .with_error_code(code)
+            .with_name(name.map(|n| TopicName(StrBytes::from_string(n))))
+            .with_topic_id(topic_id)
+            .with_topic_authorized_operations(i32::MIN)
+    };
+    let Some(name) = name.or_else(|| topics::name_for_id(&broker.meta.image().read(), topic_id))
+    else {
+        return error(ResponseError::UnknownTopicId.code(), None);
+    };
+    if validate_topic_name(&name).is_err() {
+        return error(ResponseError::InvalidTopicException.code(), Some(name));
+    }
+    let exists = broker.meta.image().read().topic_ids.contains_key(&name);
+    if !exists {
+        if !may_create {
+            return error(ResponseError::UnknownTopicOrPartition.code(), Some(name));
+        }
+        if let Err(code) = topics::auto_create(broker, &name).await {
+            return error(code, Some(name));
+        }
+    }
+    let image = broker.meta.image().read();
+    match image.topic_by_name(&name) {
+        Some(topic) => topic_result(broker, topic),
+        None => error(ResponseError::UnknownTopicOrPartition.code(), Some(name)),
+    }
+}
+
+fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    image
+        .brokers
+        .values()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.node_id))
+                .with_host(StrBytes::from_string(b.host.clone()))
+                .with_port(b.port)
+                .with_rack(b.rack.clone().map(StrBytes::from_string))
+        })
+        .collect()
+}
+
+fn topic_result(_broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
+    let partitions = topic
+        .partitions
+        .values()
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p.partition)
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(vec![BrokerId(p.leader)])
+                .with_isr_nodes(vec![BrokerId(p.leader)])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.topic_id)
+        .with_is_internal(topic.name.starts_with("__"))
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}

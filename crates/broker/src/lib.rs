@@ -1,0 +1,78 @@
+//! Strata's Kafka layer: the broker context that handlers share, the APIs it serves and their
+//! versions, and one handler module per Kafka API.
+
+pub mod errors;
+pub mod fetch_session;
+pub mod handlers;
+pub mod records;
+pub mod retention;
+pub mod timestamps;
+pub mod topics;
+pub mod versions;
+
+use std::sync::Arc;
+
+use strata_meta::NodeId;
+use strata_storage::{Engine, MetadataClient};
+
+/// Broker-wide settings, with Kafka's names in the comments.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: NodeId,
+    /// Host and port clients are told to connect to (`advertised.listeners`).
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub rack: Option<String>,
+    pub cluster_id: String,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics: bool,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `message.max.bytes`: the default of a topic's `max.message.bytes`.
+    pub message_max_bytes: usize,
+    /// A limit on how long a fetch may wait, whatever the client asks.
+    pub fetch_wait_ms_max: u64,
+    /// `max.incremental.fetch.session.cache.slots`
+    pub fetch_sessions_max: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            rack: None,
+            cluster_id: "strata-cluster".into(),
+            auto_create_topics: true,
+            num_partitions: 1,
+            message_max_bytes: 1_048_588,
+            fetch_wait_ms_max: 30_000,
+            fetch_sessions_max: 1_000,
+        }
+    }
+}
+
+/// What every handler sees.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub engine: Arc<Engine>,
+    pub meta: Arc<dyn MetadataClient>,
+    pub fetch_sessions: fetch_session::FetchSessions,
+}
+
+impl Broker {
+    pub fn new(
+        config: BrokerConfig,
+        engine: Arc<Engine>,
+        meta: Arc<dyn MetadataClient>,
+    ) -> Arc<Broker> {
+        let fetch_sessions = fetch_session::FetchSessions::new(config.fetch_sessions_max);
+        Arc::new(Broker {
+            config,
+            engine,
+            meta,
+            fetch_sessions,
+        })
+    }
+}

@@ -1,0 +1,435 @@
+//! Controller decisions: a request becomes the records that carry it out, or a Kafka-level
+//! error. `decide` is pure (time and ids are passed in); [`ControllerHandle`] serializes
+//! decisions and makes their records durable through the quorum before answering.
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use crate::image::{MetadataImage, ObjectState};
+use crate::raft::Quorum;
+use crate::records::{MetadataRecord, NodeId, ObjectId, StreamId, StreamRange};
+use crate::topic_config;
+
+/// Kafka's limit on topic name length.
+pub const TOPIC_NAME_LEN_MAX: usize = 249;
+/// A limit on partitions per topic, so one request cannot make the image explode.
+pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    RegisterBroker {
+        node_id: NodeId,
+        host: String,
+        port: i32,
+        rack: Option<String>,
+        incarnation: u64,
+    },
+    CreateTopic {
+        topic_id: Uuid,
+        name: String,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+        leader: NodeId,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        total: i32,
+        leader: NodeId,
+    },
+    /// `replace` drops every config not named (AlterConfigs); otherwise only the named ones
+    /// change (IncrementalAlterConfigs).
+    AlterTopicConfigs {
+        name: String,
+        changes: Vec<(String, Option<String>)>,
+        replace: bool,
+    },
+    /// Opens the stream for `owner` with the next epoch, fencing every older writer.
+    OpenStream {
+        stream_id: StreamId,
+        owner: NodeId,
+        start_offset: i64,
+    },
+    TrimStream {
+        stream_id: StreamId,
+        start_offset: i64,
+    },
+    PrepareObject {
+        node_id: NodeId,
+        now_ms: u64,
+    },
+    CommitObject {
+        object_id: ObjectId,
+        size_bytes: u64,
+        ranges: Vec<StreamRange>,
+    },
+    MarkObjectsForDeletion {
+        object_ids: Vec<ObjectId>,
+        now_ms: u64,
+    },
+    DestroyObjects {
+        object_ids: Vec<ObjectId>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("stream {stream_id}: epoch {epoch} is fenced (current {current})")]
+    FencedEpoch {
+        stream_id: StreamId,
+        epoch: u64,
+        current: u64,
+    },
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+/// Where an object's bytes live; the hashed prefix spreads keys over the store's partitions.
+pub fn object_key(object_id: ObjectId) -> String {
+    let spread = (object_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 48) as u16;
+    format!("data/{spread:04x}/{object_id:016x}.sobj")
+}
+
+/// Kafka's rules for a topic name.
+pub fn validate_topic_name(name: &str) -> Result<(), ControllerError> {
+    let invalid = |why: &str| Err(ControllerError::InvalidTopic(why.to_string()));
+    if name.is_empty() {
+        return invalid("Topic name is illegal, it can't be empty");
+    }
+    if name == "." || name == ".." {
+        return invalid("Topic name cannot be \".\" or \"..\"");
+    }
+    if name.len() > TOPIC_NAME_LEN_MAX {
+        return invalid("Topic name is illegal, it can't be longer than 249 characters");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return invalid("Topic name is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+fn validate_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), ControllerError> {
+    for (name, value) in configs {
+        topic_config::validate(name, value).map_err(ControllerError::InvalidConfig)?;
+    }
+    Ok(())
+}
+
+fn partition_records(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    from: i32,
+    to: i32,
+    leader: NodeId,
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for (i, partition) in (from..to).enumerate() {
+        let stream_id = image.next_stream_id + i as u64;
+        records.push(MetadataRecord::Partition {
+            topic_id,
+            partition,
+            leader,
+            leader_epoch: 0,
+            stream_id,
+        });
+        records.push(MetadataRecord::StreamOpened {
+            stream_id,
+            epoch: 1,
+            owner: leader,
+            start_offset: 0,
+        });
+    }
+    records
+}
+
+/// Turns a command into the records that carry it out. Pure: same image, same command, same
+/// records.
+pub fn decide(
+    image: &MetadataImage,
+    command: &Command,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    match command {
+        Command::RegisterBroker {
+            node_id,
+            host,
+            port,
+            rack,
+            incarnation,
+        } => Ok(vec![MetadataRecord::RegisterBroker {
+            node_id: *node_id,
+            host: host.clone(),
+            port: *port,
+            rack: rack.clone(),
+            incarnation: *incarnation,
+        }]),
+        Command::CreateTopic {
+            topic_id,
+            name,
+            partitions,
+            configs,
+            leader,
+        } => {
+            validate_topic_name(name)?;
+            if image.topic_ids.contains_key(name) {
+                return Err(ControllerError::TopicAlreadyExists(name.clone()));
+            }
+            if *partitions < 1 || *partitions > PARTITIONS_PER_TOPIC_MAX {
+                return Err(ControllerError::InvalidPartitions(format!(
+                    "Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"
+                )));
+            }
+            validate_configs(configs)?;
+            let mut records = vec![MetadataRecord::Topic {
+                topic_id: *topic_id,
+                name: name.clone(),
+                configs: configs.clone(),
+            }];
+            records.extend(partition_records(image, *topic_id, 0, *partitions, *leader));
+            Ok(records)
+        }
+        Command::DeleteTopic { name } => {
+            let topic = image
+                .topic_by_name(name)
+                .ok_or(ControllerError::UnknownTopicOrPartition)?;
+            Ok(vec![MetadataRecord::RemoveTopic {
+                topic_id: topic.topic_id,
+            }])
+        }
+        Command::CreatePartitions {
+            name,
+            total,
+            leader,
+        } => {
+            let topic = image
+                .topic_by_name(name)
+                .ok_or(ControllerError::UnknownTopicOrPartition)?;
+            let current = topic.partitions.len() as i32;
+            if *total <= current {
+                return Err(ControllerError::InvalidPartitions(format!(
+                    "Topic currently has {current} partitions, which is higher than the requested {total}."
+                )));
+            }
+            if *total > PARTITIONS_PER_TOPIC_MAX {
+                return Err(ControllerError::InvalidPartitions(format!(
+                    "Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}"
+                )));
+            }
+            Ok(partition_records(
+                image,
+                topic.topic_id,
+                current,
+                *total,
+                *leader,
+            ))
+        }
+        Command::AlterTopicConfigs {
+            name,
+            changes,
+            replace,
+        } => {
+            let topic = image
+                .topic_by_name(name)
+                .ok_or(ControllerError::UnknownTopicOrPartition)?;
+            for (key, value) in changes {
+                match value {
+                    Some(value) => topic_config::validate(key, value)
+                        .map_err(ControllerError::InvalidConfig)?,
+                    None if topic_config::default_value(key).is_none() => {
+                        return Err(ControllerError::InvalidConfig(format!(
+                            "Unknown topic config name: {key}"
+                        )))
+                    }
+                    None => {}
+                }
+            }
+            let mut records = Vec::new();
+            if *replace {
+                for key in topic.configs.keys() {
+                    if !changes.iter().any(|(k, _)| k == key) {
+                        records.push(MetadataRecord::TopicConfig {
+                            topic_id: topic.topic_id,
+                            key: key.clone(),
+                            value: None,
+                        });
+                    }
+                }
+            }
+            records.extend(
+                changes
+                    .iter()
+                    .map(|(key, value)| MetadataRecord::TopicConfig {
+                        topic_id: topic.topic_id,
+                        key: key.clone(),
+                        value: value.clone(),
+                    }),
+            );
+            Ok(records)
+        }
+        Command::OpenStream {
+            stream_id,
+            owner,
+            start_offset,
+        } => {
+            let stream = image
+                .streams
+                .get(stream_id)
+                .ok_or(ControllerError::UnknownTopicOrPartition)?;
+            if *start_offset < stream.committed_end_offset {
+                return Err(ControllerError::InvalidRequest(format!(
+                    "stream {stream_id} opened at {start_offset} below its committed end {}",
+                    stream.committed_end_offset
+                )));
+            }
+            Ok(vec![MetadataRecord::StreamOpened {
+                stream_id: *stream_id,
+                epoch: stream.epoch + 1,
+                owner: *owner,
+                start_offset: *start_offset,
+            }])
+        }
+        Command::TrimStream {
+            stream_id,
+            start_offset,
+        } => {
+            let stream = image
+                .streams
+                .get(stream_id)
+                .ok_or(ControllerError::UnknownTopicOrPartition)?;
+            if *start_offset <= stream.start_offset {
+                return Ok(Vec::new());
+            }
+            Ok(vec![MetadataRecord::StreamTrimmed {
+                stream_id: *stream_id,
+                start_offset: *start_offset,
+            }])
+        }
+        Command::PrepareObject { node_id, now_ms } => {
+            let object_id = image.next_object_id;
+            Ok(vec![MetadataRecord::ObjectPrepared {
+                object_id,
+                key: object_key(object_id),
+                node_id: *node_id,
+                prepared_at_ms: *now_ms,
+            }])
+        }
+        Command::CommitObject {
+            object_id,
+            size_bytes,
+            ranges,
+        } => {
+            let object = image.objects.get(object_id).ok_or_else(|| {
+                ControllerError::InvalidRequest(format!("unknown object {object_id}"))
+            })?;
+            if object.state != ObjectState::Prepared {
+                return Err(ControllerError::InvalidRequest(format!(
+                    "object {object_id} is not prepared"
+                )));
+            }
+            let mut live = Vec::with_capacity(ranges.len());
+            for range in ranges {
+                // A stream deleted while its data was uploading simply drops out.
+                let Some(stream) = image.streams.get(&range.stream_id) else {
+                    continue;
+                };
+                if range.epoch != stream.epoch {
+                    return Err(ControllerError::FencedEpoch {
+                        stream_id: range.stream_id,
+                        epoch: range.epoch,
+                        current: stream.epoch,
+                    });
+                }
+                if range.start_offset != stream.committed_end_offset
+                    || range.end_offset <= range.start_offset
+                {
+                    return Err(ControllerError::InvalidRequest(format!(
+                        "stream {}: range [{}, {}) does not continue committed end {}",
+                        range.stream_id,
+                        range.start_offset,
+                        range.end_offset,
+                        stream.committed_end_offset
+                    )));
+                }
+                live.push(range.clone());
+            }
+            Ok(vec![MetadataRecord::ObjectCommitted {
+                object_id: *object_id,
+                size_bytes: *size_bytes,
+                ranges: live,
+            }])
+        }
+        Command::MarkObjectsForDeletion { object_ids, now_ms } => Ok(object_ids
+            .iter()
+            .filter(|id| image.objects.contains_key(id))
+            .map(|id| MetadataRecord::ObjectMarkedForDeletion {
+                object_id: *id,
+                marked_at_ms: *now_ms,
+            })
+            .collect()),
+        Command::DestroyObjects { object_ids } => Ok(object_ids
+            .iter()
+            .filter(|id| image.objects.contains_key(id))
+            .map(|id| MetadataRecord::ObjectDestroyed { object_id: *id })
+            .collect()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
+    /// The quorum could not make the records durable; retriable from the client's view.
+    #[error("metadata quorum: {0}")]
+    Quorum(#[from] anyhow::Error),
+}
+
+/// Serializes controller decisions: each decision sees the image with every earlier decision
+/// applied, so two racing creates of one topic cannot both succeed.
+pub struct ControllerHandle {
+    quorum: Quorum,
+    decide_lock: tokio::sync::Mutex<()>,
+}
+
+impl ControllerHandle {
+    pub fn new(quorum: Quorum) -> Self {
+        ControllerHandle {
+            quorum,
+            decide_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn image(&self) -> &crate::SharedImage {
+        self.quorum.image()
+    }
+
+    pub fn quorum(&self) -> &Quorum {
+        &self.quorum
+    }
+
+    /// Decides, replicates and applies; returns the records once they are in the image.
+    pub async fn submit(&self, command: Command) -> Result<Vec<MetadataRecord>, SubmitError> {
+        let _serial = self.decide_lock.lock().await;
+        let records = decide(&self.quorum.image().read(), &command)?;
+        if !records.is_empty() {
+            self.quorum.write(records.clone()).await?;
+        }
+        Ok(records)
+    }
+}

@@ -1,0 +1,220 @@
+//! Tests of the metadata quorum: restart replays the image, torn tails are dropped, snapshots
+//! survive log purges, and openraft's own storage suite.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use openraft::storage::RaftLogStorage;
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{LogIdOptionExt, RaftLogReader, StorageError};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use super::log_store::LogStore;
+use super::state_machine::StateMachine;
+use super::{Quorum, TypeConfig};
+use crate::MetadataRecord;
+
+fn topic_records(name: &str, first_stream: u64) -> Vec<MetadataRecord> {
+    let topic_id = Uuid::new_v4();
+    let mut records = vec![MetadataRecord::Topic {
+        topic_id,
+        name: name.to_string(),
+        configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+    }];
+    for partition in 0..2 {
+        let stream_id = first_stream + partition as u64;
+        records.push(MetadataRecord::Partition {
+            topic_id,
+            partition,
+            leader: 1,
+            leader_epoch: 0,
+            stream_id,
+        });
+        records.push(MetadataRecord::StreamOpened {
+            stream_id,
+            epoch: 1,
+            owner: 1,
+            start_offset: 0,
+        });
+    }
+    records
+}
+
+/// The image as comparable data (it does not implement `PartialEq`).
+fn snapshot(quorum: &Quorum) -> serde_json::Value {
+    serde_json::to_value(&*quorum.image().read()).unwrap()
+}
+
+async fn open(dir: &Path) -> Quorum {
+    tokio::time::timeout(Duration::from_secs(5), Quorum::open_single(dir, 1))
+        .await
+        .expect("open within 5 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn restart_replays_the_image() {
+    let dir = TempDir::new().unwrap();
+    let quorum = open(dir.path()).await;
+    let first = quorum.write(topic_records("a", 0)).await.unwrap();
+    let second = quorum.write(topic_records("b", 2)).await.unwrap();
+    assert!(second > first);
+    let before = snapshot(&quorum);
+    {
+        let image = quorum.image().read();
+        assert_eq!(image.topics.len(), 2);
+        assert_eq!(image.partition("b", 1).unwrap().stream_id, 3);
+        assert_eq!(image.streams[&3].epoch, 1);
+    }
+    quorum.shutdown().await.unwrap();
+    drop(quorum);
+
+    let quorum = open(dir.path()).await;
+    assert_eq!(snapshot(&quorum), before);
+    let third = quorum.write(topic_records("c", 4)).await.unwrap();
+    assert!(third > second);
+    assert_eq!(quorum.image().read().topics.len(), 3);
+    quorum.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn torn_tail_is_dropped_on_reopen() {
+    let dir = TempDir::new().unwrap();
+    let quorum = open(dir.path()).await;
+    quorum.write(topic_records("a", 0)).await.unwrap();
+    let before = snapshot(&quorum);
+    quorum.shutdown().await.unwrap();
+    drop(quorum);
+
+    // A frame header promising more bytes than follow: a crash in the middle of an append.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("log"))
+        .unwrap();
+    log.write_all(&200u32.to_le_bytes()).unwrap();
+    log.write_all(b"\x01\x02\x03\x04{\"log_id\":").unwrap();
+    drop(log);
+
+    let quorum = open(dir.path()).await;
+    assert_eq!(snapshot(&quorum), before);
+    // What is appended after the cut must be readable on the next open.
+    quorum.write(topic_records("b", 2)).await.unwrap();
+    let after = snapshot(&quorum);
+    quorum.shutdown().await.unwrap();
+    drop(quorum);
+
+    let quorum = open(dir.path()).await;
+    assert_eq!(snapshot(&quorum), after);
+    assert_eq!(quorum.image().read().topics.len(), 2);
+    quorum.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn reopen_after_snapshot_and_purge() {
+    let dir = TempDir::new().unwrap();
+    let quorum = open(dir.path()).await;
+    for i in 0..5 {
+        quorum
+            .write(topic_records(&format!("t{i}"), i * 2))
+            .await
+            .unwrap();
+    }
+    let raft = quorum.raft();
+    let last = raft.metrics().borrow().last_applied.index().unwrap();
+    raft.trigger().snapshot().await.unwrap();
+    raft.wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.snapshot.index() >= Some(last), "snapshot")
+        .await
+        .unwrap();
+    raft.trigger().purge_log(last).await.unwrap();
+    raft.wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.purged.index() >= Some(last), "purge")
+        .await
+        .unwrap();
+    // One entry after the snapshot, so that reopening needs both snapshot and log.
+    quorum.write(topic_records("after", 10)).await.unwrap();
+    let before = snapshot(&quorum);
+    quorum.shutdown().await.unwrap();
+    drop(quorum);
+
+    // The purged entries are gone from disk, so the reopened image must come from the snapshot.
+    let mut log = LogStore::open(dir.path()).unwrap();
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id.index(), Some(last));
+    assert!(log.try_get_log_entries(..=last).await.unwrap().is_empty());
+    assert!(!log
+        .try_get_log_entries(last + 1..)
+        .await
+        .unwrap()
+        .is_empty());
+    drop(log);
+
+    let quorum = open(dir.path()).await;
+    assert_eq!(snapshot(&quorum), before);
+    assert_eq!(quorum.image().read().topics.len(), 6);
+    quorum.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_log_in_use_cannot_be_opened_twice() {
+    let dir = TempDir::new().unwrap();
+    let quorum = open(dir.path()).await;
+    assert!(Quorum::open_single(dir.path(), 1).await.is_err());
+    quorum.shutdown().await.unwrap();
+    open(dir.path()).await.shutdown().await.unwrap();
+}
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = TempDir::new().unwrap();
+        let log = LogStore::open(dir.path()).unwrap();
+        let sm = StateMachine::open(dir.path(), Default::default()).unwrap();
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite() {
+    Suite::test_all(Builder).unwrap();
+}
+
+#[tokio::test]
+async fn zero_filled_tail_is_dropped_but_an_unreadable_entry_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let quorum = open(dir.path()).await;
+    quorum.write(topic_records("a", 0)).await.unwrap();
+    quorum.shutdown().await.unwrap();
+    drop(quorum);
+    let path = dir.path().join("log");
+    let good_len = std::fs::metadata(&path).unwrap().len();
+
+    // The file grew but its data never landed.
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    log.write_all(&[0; 64]).unwrap();
+    drop(log);
+    drop(LogStore::open(dir.path()).unwrap());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+
+    // A whole frame (its checksum holds) that does not decode was not torn; it must be kept.
+    let mut frame = Vec::new();
+    super::disk::encode_frame(&mut frame, b"{\"from\":\"the future\"}").unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    log.write_all(&frame).unwrap();
+    drop(log);
+    assert!(LogStore::open(dir.path()).is_err());
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        good_len + frame.len() as u64
+    );
+}

@@ -1,0 +1,122 @@
+//! Metadata records: the only way cluster metadata changes. Each committed batch of records is
+//! replayed into the [`crate::MetadataImage`]; startup, following the leader and crash recovery
+//! all go through that one replay path.
+//!
+//! Records are persisted in the Raft log as versioned JSON envelopes (see `docs/formats.md`).
+//! A new field gets `#[serde(default)]`; a changed meaning gets a new record type.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Version of the record envelope; bumped when a record's meaning changes incompatibly.
+pub const RECORD_VERSION: u16 = 1;
+
+pub type NodeId = i32;
+pub type StreamId = u64;
+pub type ObjectId = u64;
+
+/// One stream's slice inside a committed object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRange {
+    pub stream_id: StreamId,
+    /// The writer's epoch for this stream; commits from older epochs are rejected.
+    pub epoch: u64,
+    pub start_offset: i64,
+    /// Exclusive.
+    pub end_offset: i64,
+    /// Largest record timestamp in the range, for time-based retention.
+    #[serde(default)]
+    pub max_timestamp_ms: i64,
+    /// Byte position of the range's first batch inside the object.
+    pub position: u64,
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum MetadataRecord {
+    /// A broker joined (or rejoined, with a new incarnation).
+    RegisterBroker {
+        node_id: NodeId,
+        host: String,
+        port: i32,
+        #[serde(default)]
+        rack: Option<String>,
+        incarnation: u64,
+    },
+    Topic {
+        topic_id: Uuid,
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    /// Set (`Some`) or remove (`None`) one topic config.
+    TopicConfig {
+        topic_id: Uuid,
+        key: String,
+        value: Option<String>,
+    },
+    RemoveTopic {
+        topic_id: Uuid,
+    },
+    /// A partition and the stream that holds its log. The stream id is allocated by replay.
+    Partition {
+        topic_id: Uuid,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        stream_id: StreamId,
+    },
+    /// A writer opened the stream with a new epoch; older epochs are fenced from now on.
+    /// `start_offset` is where the epoch's first record goes (for OffsetForLeaderEpoch).
+    StreamOpened {
+        stream_id: StreamId,
+        epoch: u64,
+        owner: NodeId,
+        start_offset: i64,
+    },
+    /// Records below `start_offset` are gone (retention, DeleteRecords).
+    StreamTrimmed {
+        stream_id: StreamId,
+        start_offset: i64,
+    },
+    /// An upload is about to be written at `key`; if it never commits, GC deletes it.
+    ObjectPrepared {
+        object_id: ObjectId,
+        key: String,
+        node_id: NodeId,
+        prepared_at_ms: u64,
+    },
+    ObjectCommitted {
+        object_id: ObjectId,
+        size_bytes: u64,
+        ranges: Vec<StreamRange>,
+    },
+    /// Nothing references the object any more; it is deleted after the grace period.
+    ObjectMarkedForDeletion {
+        object_id: ObjectId,
+        marked_at_ms: u64,
+    },
+    /// The object is gone from the object store.
+    ObjectDestroyed {
+        object_id: ObjectId,
+    },
+}
+
+/// The persisted form of a record: the envelope names its version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordEnvelope {
+    pub v: u16,
+    #[serde(flatten)]
+    pub record: MetadataRecord,
+}
+
+impl From<MetadataRecord> for RecordEnvelope {
+    fn from(record: MetadataRecord) -> Self {
+        RecordEnvelope {
+            v: RECORD_VERSION,
+            record,
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Record batches as producers send them (magic 2). Strata validates a batch before accepting
+//! it and afterwards touches only the fields Kafka's broker sets: base offset and partition
+//! leader epoch (outside the CRC), and max timestamp under `LogAppendTime` (CRC recomputed).
+
+use bytes::Bytes;
+
+pub const HEADER_BYTES: usize = 61;
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+/// The CRC covers everything from the attributes on.
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORD_COUNT: usize = 57;
+/// Bytes counted by the batch length field start after base offset and length.
+const LOG_OVERHEAD: usize = 12;
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const CONTROL_BIT: i16 = 0x20;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// Kafka's `CORRUPT_MESSAGE`.
+    #[error("corrupt batch: {0}")]
+    Corrupt(String),
+    /// Kafka's `INVALID_RECORD`.
+    #[error("invalid batch: {0}")]
+    Invalid(String),
+    /// Kafka's `MESSAGE_TOO_LARGE`.
+    #[error("batch of {0} bytes is larger than max.message.bytes {1}")]
+    TooLarge(usize, usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    /// Whole batch size in bytes, header included.
+    pub size_bytes: usize,
+    pub leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(b[at..at + 2].try_into().expect("bounds checked"))
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("bounds checked"))
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("bounds checked"))
+}
+
+impl BatchHeader {
+    /// Reads the header of the batch that starts `bytes`, checking only that it fits.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+        if bytes.len() < LOG_OVERHEAD + 5 {
+            return Err(BatchError::Corrupt(format!(
+                "{} bytes is too short for a batch",
+                bytes.len()
+            )));
+        }
+        let magic = bytes[MAGIC] as i8;
+        if magic != 2 {
+            return Err(BatchError::Invalid(format!(
+                "message format v{magic} is not supported; producers must send magic 2 record batches"
+            )));
+        }
+        let length = i32_at(bytes, BATCH_LENGTH);
+        let size_bytes = LOG_OVERHEAD as i64 + length as i64;
+        if size_bytes < HEADER_BYTES as i64 || size_bytes > bytes.len() as i64 {
+            return Err(BatchError::Corrupt(format!(
+                "batch length {length} does not fit the {} bytes sent",
+                bytes.len()
+            )));
+        }
+        Ok(BatchHeader {
+            base_offset: i64_at(bytes, BASE_OFFSET),
+            size_bytes: size_bytes as usize,
+            leader_epoch: i32_at(bytes, LEADER_EPOCH),
+            magic,
+            crc: u32::from_be_bytes(bytes[CRC..CRC + 4].try_into().expect("bounds checked")),
+            attributes: i16_at(bytes, ATTRIBUTES),
+            last_offset_delta: i32_at(bytes, LAST_OFFSET_DELTA),
+            base_timestamp: i64_at(bytes, BASE_TIMESTAMP),
+            max_timestamp: i64_at(bytes, MAX_TIMESTAMP),
+            producer_id: i64_at(bytes, PRODUCER_ID),
+            producer_epoch: i16_at(bytes, PRODUCER_EPOCH),
+            base_sequence: i32_at(bytes, BASE_SEQUENCE),
+            record_count: i32_at(bytes, RECORD_COUNT),
+        })
+    }
+
+    /// Offsets this batch takes: `last_offset_delta + 1`.
+    pub fn offset_count(&self) -> i64 {
+        self.last_offset_delta as i64 + 1
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + self.last_offset_delta as i64
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+}
+
+/// Splits a produce request's records into validated batches. Every batch must be magic 2,
+/// fit exactly, carry a correct CRC32C, hold at least one record with a consistent count, and
+/// be at most `batch_bytes_max` bytes.
+pub fn validate_batches(
+    records: &Bytes,
+    batch_bytes_max: usize,
+) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut batches = Vec::new();
+    let mut at = 0;
+    if records.is_empty() {
+        return Err(BatchError::Invalid(
+            "produce request holds no records".into(),
+        ));
+    }
+    while at < records.len() {
+        let header = BatchHeader::parse(&records[at..])?;
+        if header.size_bytes > batch_bytes_max {
+            return Err(BatchError::TooLarge(header.size_bytes, batch_bytes_max));
+        }
+        let batch = records.slice(at..at + header.size_bytes);
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+        if crc != header.crc {
+            return Err(BatchError::Corrupt(format!(
+                "CRC32C {crc:#010x} does not match the batch's {:#010x}",
+                header.crc
+            )));
+        }
+        if header.record_count < 1 || header.last_offset_delta < 0 {
+            return Err(BatchError::Invalid(
+                "a batch must hold at least one record".into(),
+            ));
+        }
+        if header.record_count as i64 != header.offset_count() {
+            return Err(BatchError::Invalid(format!(
+                "record count {} does not match last offset delta {}",
+                header.record_count, header.last_offset_delta
+            )));
+        }
+        batches.push((header, batch));
+        at += header.size_bytes;
+    }
+    Ok(batches)
+}
+
+/// Writes the broker-owned fields into a batch copy: base offset and leader epoch (outside the
+/// CRC), and for `LogAppendTime` the timestamp type and max timestamp (CRC recomputed).
+pub fn stamp(
+    batch: &mut [u8],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time_ms: Option<i64>,
+) {
+    debug_assert!(batch.len() >= HEADER_BYTES);
+    batch[BASE_OFFSET..BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[LEADER_EPOCH..LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+    if let Some(now_ms) = log_append_time_ms {
+        let attributes = i16_at(batch, ATTRIBUTES) | TIMESTAMP_TYPE_BIT;
+        batch[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+        batch[MAX_TIMESTAMP..MAX_TIMESTAMP + 8].copy_from_slice(&now_ms.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES..]);
+        batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// Walks stored batches (already validated) from a byte slice: `(header, range)` pairs.
+pub fn stored_batches(
+    bytes: &[u8],
+) -> impl Iterator<Item = (BatchHeader, std::ops::Range<usize>)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let header = BatchHeader::parse(bytes.get(at..)?).ok()?;
+        let range = at..at + header.size_bytes;
+        at += header.size_bytes;
+        Some((header, range))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+
+    fn batch(n: usize) -> Bytes {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1_000 + i as i64,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn accepts_valid_batches_back_to_back() {
+        let mut two = BytesMut::new();
+        two.extend_from_slice(&batch(3));
+        two.extend_from_slice(&batch(1));
+        let batches = validate_batches(&two.freeze(), 1 << 20).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[0].0.record_count, 3);
+        assert_eq!(batches[1].0.offset_count(), 1);
+    }
+
+    #[test]
+    fn rejects_bad_crc_old_magic_truncation_and_size() {
+        let good = batch(2);
+        let mut bad = BytesMut::from(&good[..]);
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(matches!(
+            validate_batches(&bad.freeze(), 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+
+        let mut old = BytesMut::from(&good[..]);
+        old[MAGIC] = 1;
+        assert!(matches!(
+            validate_batches(&old.freeze(), 1 << 20),
+            Err(BatchError::Invalid(_))
+        ));
+
+        let cut = good.slice(..good.len() - 3);
+        assert!(matches!(
+            validate_batches(&cut, 1 << 20),
+            Err(BatchError::Corrupt(_))
+        ));
+
+        assert!(matches!(
+            validate_batches(&good, 10),
+            Err(BatchError::TooLarge(_, 10))
+        ));
+    }
+
+    #[test]
+    fn stamping_keeps_crc_valid() {
+        let mut b = BytesMut::from(&batch(2)[..]);
+        stamp(&mut b, 42, 7, None);
+        let header = BatchHeader::parse(&b).unwrap();
+        assert_eq!((header.base_offset, header.leader_epoch), (42, 7));
+        stamp(&mut b, 42, 7, Some(99));
+        let batches = validate_batches(&b.freeze(), 1 << 20).unwrap();
+        assert_eq!(batches[0].0.max_timestamp, 99);
+        assert_eq!(
+            batches[0].0.attributes & TIMESTAMP_TYPE_BIT,
+            TIMESTAMP_TYPE_BIT
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Configuration: one schema read from flags, `STRATA_*` environment variables and a TOML file,
+//! in that order of precedence, then defaults.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "strata",
+    version,
+    about = "A Kafka-compatible broker whose log lives on shared storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Commands {
+    /// Runs a node (by default a single-node broker and controller).
+    Serve(Box<Settings>),
+}
+
+/// Every setting, each optional so that flags, environment and file can be layered.
+#[derive(Args, Deserialize, Debug, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with any of these settings (dashes become underscores).
+    #[arg(long, env = "STRATA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Kafka listener. Default 127.0.0.1:9092.
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<String>,
+    /// Address clients are told to connect to. Default: the listener's.
+    #[arg(long, env = "STRATA_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Where the file WAL, the local object store and the metadata log live. Default ./strata-data.
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin HTTP listener (/metrics, /healthz). Default 127.0.0.1:9099.
+    #[arg(long, env = "STRATA_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// `s3://BUCKET?endpoint=URL&region=R` or `file:///PATH`. Default: a directory in the data dir.
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// `file`, `file:PATH` or `object`. Default file (under the data dir).
+    #[arg(long, env = "STRATA_WAL")]
+    pub wal: Option<String>,
+    /// Object WAL: longest wait before a batch is written. Default 250.
+    #[arg(long, env = "STRATA_WAL_OBJECT_WINDOW_MS")]
+    pub wal_object_window_ms: Option<u64>,
+    /// Object WAL: a batch is written once it holds this much. Default 8 MiB.
+    #[arg(long, env = "STRATA_WAL_OBJECT_WINDOW_BYTES")]
+    pub wal_object_window_bytes: Option<usize>,
+    /// File WAL segment size. Default 64 MiB.
+    #[arg(long, env = "STRATA_WAL_SEGMENT_BYTES")]
+    pub wal_segment_bytes: Option<u64>,
+    #[arg(long, env = "STRATA_NODE_ID")]
+    pub node_id: Option<i32>,
+    #[arg(long, env = "STRATA_RACK")]
+    pub rack: Option<String>,
+    /// Kafka's auto.create.topics.enable. Default true.
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Kafka's num.partitions, for auto-created topics. Default 1.
+    #[arg(long, env = "STRATA_NUM_PARTITIONS")]
+    pub num_partitions: Option<i32>,
+    /// Kafka's message.max.bytes. Default 1048588.
+    #[arg(long, env = "STRATA_MESSAGE_MAX_BYTES")]
+    pub message_max_bytes: Option<usize>,
+    /// Kafka's socket.request.max.bytes. Default 100 MiB.
+    #[arg(long, env = "STRATA_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<usize>,
+    /// Kafka's max.connections. Default 10000.
+    #[arg(long, env = "STRATA_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// How often cached WAL data is uploaded to objects. Default 5000.
+    #[arg(long, env = "STRATA_UPLOAD_INTERVAL_MS")]
+    pub upload_interval_ms: Option<u64>,
+    /// Log cache limit. Default 512 MiB.
+    #[arg(long, env = "STRATA_LOG_CACHE_BYTES")]
+    pub log_cache_bytes: Option<usize>,
+    /// Block cache limit for cold reads. Default 256 MiB.
+    #[arg(long, env = "STRATA_BLOCK_CACHE_BYTES")]
+    pub block_cache_bytes: Option<u64>,
+    /// Kafka's log.retention.check.interval.ms. Default 300000.
+    #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// How long an unreferenced object lives before it is deleted. Default 60000.
+    #[arg(long, env = "STRATA_OBJECT_GC_GRACE_MS")]
+    pub object_gc_grace_ms: Option<u64>,
+    /// How often object GC runs. Default 30000.
+    #[arg(long, env = "STRATA_GC_INTERVAL_MS")]
+    pub gc_interval_ms: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalKind {
+    File(PathBuf),
+    Object,
+}
+
+/// The resolved configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: String,
+    pub advertise: String,
+    pub data_dir: PathBuf,
+    pub admin_listen: String,
+    pub object_store: Option<String>,
+    pub wal: WalKind,
+    pub wal_object_window_ms: u64,
+    pub wal_object_window_bytes: usize,
+    pub wal_segment_bytes: u64,
+    pub node_id: i32,
+    pub rack: Option<String>,
+    pub auto_create_topics: bool,
+    pub num_partitions: i32,
+    pub message_max_bytes: usize,
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub upload_interval_ms: u64,
+    pub log_cache_bytes: usize,
+    pub block_cache_bytes: u64,
+    pub retention_check_interval_ms: u64,
+    pub object_gc_grace_ms: u64,
+    pub gc_interval_ms: u64,
+}
+
+impl Config {
+    /// Layers flags and environment (`cli`) over the TOML file, over defaults.
+    pub fn resolve(cli: Settings) -> anyhow::Result<Config> {
+        let file: Settings = match &cli.config {
+            Some(path) => toml::from_str(&std::fs::read_to_string(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            None => Settings::default(),
+        };
+        let listen = cli
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| "strata-data".into());
+        let wal = match cli.wal.or(file.wal).as_deref() {
+            None | Some("file") => WalKind::File(data_dir.join("wal")),
+            Some("object") => WalKind::Object,
+            Some(other) => match other.strip_prefix("file:") {
+                Some(path) => WalKind::File(path.into()),
+                None => anyhow::bail!("--wal must be file, file:PATH or object, not {other}"),
+            },
+        };
+        let config = Config {
+            advertise: cli
+                .advertise
+                .or(file.advertise)
+                .unwrap_or_else(|| listen.clone()),
+            listen,
+            admin_listen: cli
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| "127.0.0.1:9099".into()),
+            object_store: cli.object_store.or(file.object_store),
+            wal,
+            wal_object_window_ms: cli
+                .wal_object_window_ms
+                .or(file.wal_object_window_ms)
+                .unwrap_or(250),
+            wal_object_window_bytes: cli
+                .wal_object_window_bytes
+                .or(file.wal_object_window_bytes)
+                .unwrap_or(8 << 20),
+            wal_segment_bytes: cli
+                .wal_segment_bytes
+                .or(file.wal_segment_bytes)
+                .unwrap_or(64 << 20),
+            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            rack: cli.rack.or(file.rack),
+            auto_create_topics: cli
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
+            num_partitions: cli.num_partitions.or(file.num_partitions).unwrap_or(1),
+            message_max_bytes: cli
+                .message_max_bytes
+                .or(file.message_max_bytes)
+                .unwrap_or(1_048_588),
+            max_frame_bytes: cli
+                .max_frame_bytes
+                .or(file.max_frame_bytes)
+                .unwrap_or(100 << 20),
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(10_000),
+            upload_interval_ms: cli
+                .upload_interval_ms
+                .or(file.upload_interval_ms)
+                .unwrap_or(5_000),
+            log_cache_bytes: cli
+                .log_cache_bytes
+                .or(file.log_cache_bytes)
+                .unwrap_or(512 << 20),
+            block_cache_bytes: cli
+                .block_cache_bytes
+                .or(file.block_cache_bytes)
+                .unwrap_or(256 << 20),
+            retention_check_interval_ms: cli
+                .retention_check_interval_ms
+                .or(file.retention_check_interval_ms)
+                .unwrap_or(300_000),
+            object_gc_grace_ms: cli
+                .object_gc_grace_ms
+                .or(file.object_gc_grace_ms)
+                .unwrap_or(60_000),
+            gc_interval_ms: cli.gc_interval_ms.or(file.gc_interval_ms).unwrap_or(30_000),
+            data_dir,
+        };
+        anyhow::ensure!(
+            config.num_partitions >= 1,
+            "num-partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            config.max_frame_bytes >= 1024,
+            "max-frame-bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            config.max_connections >= 1,
+            "max-connections must be at least 1"
+        );
+        Ok(config)
+    }
+
+    /// `(host, port)` clients are told to connect to.
+    pub fn advertised(&self) -> anyhow::Result<(String, i32)> {
+        let (host, port) = self.advertise.rsplit_once(':').ok_or_else(|| {
+            anyhow::anyhow!("--advertise must be HOST:PORT, not {}", self.advertise)
+        })?;
+        Ok((host.trim_matches(['[', ']']).to_string(), port.parse()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("strata.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:1\"\nnum_partitions = 3\nwal = \"object\"\n",
+        )
+        .unwrap();
+        let cli = Settings {
+            config: Some(path),
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(cli).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.advertise, "127.0.0.1:2");
+        assert_eq!(c.num_partitions, 3);
+        assert_eq!(c.wal, WalKind::Object);
+        assert_eq!(c.admin_listen, "127.0.0.1:9099");
+        assert!(Config::resolve(Settings {
+            wal: Some("disk".into()),
+            ..Default::default()
+        })
+        .is_err());
+    }
+}

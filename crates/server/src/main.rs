@@ -1,0 +1,44 @@
+//! The `strata` binary: parses configuration and runs a node.
+
+mod admin;
+mod config;
+mod connection;
+mod listener;
+mod node;
+mod store;
+
+use clap::Parser;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Commands, Config};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("STRATA_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+        )
+        .init();
+    let Commands::Serve(settings) = cli.command;
+    let config = Config::resolve(*settings)?;
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    // Cold reads get their own threads so a catching-up consumer never slows producers.
+    let cold = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("strata-cold")
+        .enable_all()
+        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("strata")
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(node::run(config, metrics, cold.handle().clone()));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    cold.shutdown_timeout(std::time::Duration::from_secs(5));
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "strata stopped on an error");
+    }
+    result
+}

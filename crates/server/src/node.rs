@@ -1,0 +1,171 @@
+//! A running node: opens the metadata quorum, the WAL and the storage engine, registers the
+//! broker, starts the listeners and background tasks, and shuts them down in order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use strata_broker::{retention, Broker, BrokerConfig};
+use strata_meta::raft::Quorum;
+use strata_meta::{Command, ControllerHandle};
+use strata_storage::object::block_cache::BlockCacheConfig;
+use strata_storage::wal::file::{FileWal, FileWalConfig};
+use strata_storage::wal::object::{ObjectWal, ObjectWalConfig};
+use strata_storage::wal::Wal;
+use strata_storage::{Engine, EngineConfig, MetadataClient};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, WalKind};
+use crate::{admin, listener, store};
+
+pub async fn run(
+    config: Config,
+    metrics: PrometheusHandle,
+    cold: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let cluster_id = cluster_id(&config)?;
+    let (host, port) = config.advertised()?;
+
+    let quorum = Quorum::open_single(&config.data_dir.join("meta"), config.node_id as u64).await?;
+    let controller = Arc::new(ControllerHandle::new(quorum));
+    let meta: Arc<dyn MetadataClient> = controller.clone();
+    meta.submit(Command::RegisterBroker {
+        node_id: config.node_id,
+        host: host.clone(),
+        port,
+        rack: config.rack.clone(),
+        incarnation: now_ms(),
+    })
+    .await?;
+
+    let store = store::open(config.object_store.as_deref(), &config.data_dir)?;
+    let (wal, recovered): (Arc<dyn Wal>, _) = match &config.wal {
+        WalKind::File(dir) => {
+            let (wal, recovered) = FileWal::open(FileWalConfig {
+                dir: dir.clone(),
+                segment_bytes: config.wal_segment_bytes,
+            })?;
+            (Arc::new(wal), recovered)
+        }
+        WalKind::Object => {
+            let (wal, recovered) = ObjectWal::open(
+                store.clone(),
+                ObjectWalConfig {
+                    prefix: format!("wal/node-{}", config.node_id),
+                    window_ms: config.wal_object_window_ms,
+                    window_bytes: config.wal_object_window_bytes,
+                    put_timeout_ms: 10_000,
+                    put_attempts_max: 5,
+                },
+            )
+            .await?;
+            (Arc::new(wal), recovered)
+        }
+    };
+    let engine_config = EngineConfig {
+        node_id: config.node_id,
+        log_cache_bytes_max: config.log_cache_bytes,
+        upload_interval_ms: config.upload_interval_ms,
+        block_cache: BlockCacheConfig {
+            cache_bytes_max: config.block_cache_bytes,
+            ..EngineConfig::default().block_cache
+        },
+        object_gc_grace_ms: config.object_gc_grace_ms,
+        gc_interval_ms: config.gc_interval_ms,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::open(engine_config, wal, recovered, store, meta.clone(), cold).await?;
+
+    let broker = Broker::new(
+        BrokerConfig {
+            node_id: config.node_id,
+            advertised_host: host,
+            advertised_port: port,
+            rack: config.rack.clone(),
+            cluster_id,
+            auto_create_topics: config.auto_create_topics,
+            num_partitions: config.num_partitions,
+            message_max_bytes: config.message_max_bytes,
+            ..BrokerConfig::default()
+        },
+        engine.clone(),
+        meta,
+    );
+
+    let (stop, stopped) = watch::channel(false);
+    let background = vec![
+        tokio::spawn(engine.clone().run_uploader(stopped.clone())),
+        tokio::spawn(engine.clone().run_gc(stopped.clone())),
+        tokio::spawn(retention::run(
+            broker.clone(),
+            config.retention_check_interval_ms,
+            stopped.clone(),
+        )),
+    ];
+    let (close, closed) = watch::channel(false);
+    let admin_listener = TcpListener::bind(&config.admin_listen).await?;
+    let admin = tokio::spawn(admin::run(
+        admin_listener,
+        metrics,
+        engine.clone(),
+        closed.clone(),
+    ));
+    let kafka_listener = TcpListener::bind(&config.listen).await?;
+    tracing::info!(listen = %config.listen, advertise = %config.advertise, admin = %config.admin_listen,
+        data_dir = %config.data_dir.display(), "strata is serving");
+    let kafka = tokio::spawn(listener::run(
+        broker,
+        kafka_listener,
+        config.max_connections,
+        config.max_frame_bytes,
+        closed,
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = close.send(true);
+    let _ = kafka.await;
+    let _ = stop.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    tracing::info!("uploading what is in the WAL");
+    engine.shutdown().await;
+    let _ = admin.await;
+    controller.quorum().shutdown().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The cluster id, made once and kept in the data dir.
+fn cluster_id(config: &Config) -> anyhow::Result<String> {
+    let path = config.data_dir.join("cluster.id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    // Kafka cluster ids are 22-character base64 UUIDs; any stable string works for clients.
+    let id = format!(
+        "strata-{:016x}",
+        now_ms() ^ u64::from(std::process::id()) << 40
+    );
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}

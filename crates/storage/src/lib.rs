@@ -1,0 +1,18 @@
+//! Strata's stream storage engine (DESIGN.md §3): streams whose records are made durable in a
+//! WAL, served hot from the log cache, uploaded into objects on an object store, and read cold
+//! through a block cache.
+
+pub mod engine;
+pub mod error;
+pub mod gc;
+pub mod metadata;
+pub mod object;
+pub mod payload;
+pub mod stream;
+pub mod uploader;
+pub mod wal;
+
+pub use engine::{Engine, EngineConfig, ReadResult};
+pub use error::{Result, StorageError};
+pub use metadata::MetadataClient;
+pub use stream::{Stream, StreamOffsets};

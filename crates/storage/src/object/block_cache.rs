@@ -1,0 +1,244 @@
+//! Cold reads: object ranges fetched in fixed-size blocks into a bounded cache, with read-ahead
+//! that doubles while a reader stays sequential. Fetches run on their own runtime under their
+//! own in-flight byte budget, so a consumer catching up on old data never slows producers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use moka::future::Cache;
+use object_store::{path::Path, ObjectStore, ObjectStoreExt};
+use parking_lot::Mutex;
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+
+use super::format::{self, IndexEntry, FOOTER_BYTES};
+use crate::error::{Result, StorageError};
+
+#[derive(Clone, Debug)]
+pub struct BlockCacheConfig {
+    pub block_bytes: u64,
+    pub cache_bytes_max: u64,
+    /// A limit on bytes being fetched at once.
+    pub inflight_bytes_max: u64,
+    pub readahead_blocks_max: u64,
+    pub get_timeout_ms: u64,
+}
+
+type BlockKey = (Arc<str>, u64);
+
+pub struct BlockCache {
+    store: Arc<dyn ObjectStore>,
+    config: BlockCacheConfig,
+    blocks: Cache<BlockKey, Bytes>,
+    indexes: Cache<Arc<str>, Arc<Vec<IndexEntry>>>,
+    cold: Handle,
+    inflight: Arc<Semaphore>,
+    /// Per object: the last block read and the current read-ahead window.
+    readers: Mutex<HashMap<Arc<str>, (u64, u64)>>,
+}
+
+/// A limit on tracked sequential readers; past it the map is cleared.
+const READERS_MAX: usize = 4096;
+
+impl BlockCache {
+    pub fn new(store: Arc<dyn ObjectStore>, config: BlockCacheConfig, cold: Handle) -> Arc<Self> {
+        let blocks = Cache::builder()
+            .weigher(|_: &BlockKey, v: &Bytes| v.len().min(u32::MAX as usize) as u32)
+            .max_capacity(config.cache_bytes_max)
+            .build();
+        let indexes = Cache::builder().max_capacity(16_384).build();
+        let permits = (config.inflight_bytes_max / config.block_bytes).max(1) as usize;
+        Arc::new(BlockCache {
+            store,
+            blocks,
+            indexes,
+            cold,
+            inflight: Arc::new(Semaphore::new(permits)),
+            readers: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    /// Bytes `[start, end)` of the object at `key`, which is `object_size` bytes long.
+    pub async fn read(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        object_size: u64,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes> {
+        assert!(start <= end && end <= object_size, "read past the object");
+        if start == end {
+            return Ok(Bytes::new());
+        }
+        let bb = self.config.block_bytes;
+        let (first, last) = (start / bb, (end - 1) / bb);
+        self.read_ahead(key, object_size, first, last);
+        let mut parts = Vec::with_capacity((last - first + 1) as usize);
+        for block in first..=last {
+            parts.push(self.block(key, object_size, block).await?);
+        }
+        if parts.len() == 1 {
+            let s = (start - first * bb) as usize;
+            return Ok(parts[0].slice(s..s + (end - start) as usize));
+        }
+        let mut out = BytesMut::with_capacity((end - start) as usize);
+        for (i, part) in parts.iter().enumerate() {
+            let block_start = (first + i as u64) * bb;
+            let s = start.saturating_sub(block_start) as usize;
+            let e = ((end - block_start) as usize).min(part.len());
+            out.extend_from_slice(&part[s..e]);
+        }
+        Ok(out.freeze())
+    }
+
+    /// The object's index, read once from its footer and cached.
+    pub async fn index(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        object_size: u64,
+    ) -> Result<Arc<Vec<IndexEntry>>> {
+        let this = self.clone();
+        let k = key.clone();
+        self.indexes
+            .try_get_with(key.clone(), async move {
+                let bad = |e: format::FormatError| StorageError::Failed(format!("object {k}: {e}"));
+                if object_size < FOOTER_BYTES as u64 {
+                    return Err(StorageError::Failed(format!("object {k} is too small")));
+                }
+                let footer = this
+                    .read(
+                        &k,
+                        object_size,
+                        object_size - FOOTER_BYTES as u64,
+                        object_size,
+                    )
+                    .await?;
+                let (position, size, crc, count) = format::parse_footer(&footer).map_err(bad)?;
+                let end = position
+                    .checked_add(size as u64)
+                    .filter(|e| *e <= object_size - FOOTER_BYTES as u64);
+                let end = end.ok_or_else(|| bad(format::FormatError::Bounds))?;
+                let index = this.read(&k, object_size, position, end).await?;
+                Ok(Arc::new(
+                    format::parse_index(&index, crc, count).map_err(bad)?,
+                ))
+            })
+            .await
+            .map_err(|e: Arc<StorageError>| StorageError::Failed(e.to_string()))
+    }
+
+    async fn block(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        object_size: u64,
+        block: u64,
+    ) -> Result<Bytes> {
+        let this = self.clone();
+        let k = key.clone();
+        self.blocks
+            .try_get_with((key.clone(), block), async move {
+                this.fetch(k, object_size, block).await
+            })
+            .await
+            .map_err(|e: Arc<StorageError>| StorageError::Failed(e.to_string()))
+    }
+
+    async fn fetch(self: Arc<Self>, key: Arc<str>, object_size: u64, block: u64) -> Result<Bytes> {
+        let bb = self.config.block_bytes;
+        let range = block * bb..((block + 1) * bb).min(object_size);
+        let permit = self
+            .inflight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let store = self.store.clone();
+        let timeout = Duration::from_millis(self.config.get_timeout_ms);
+        let task = self.cold.spawn(async move {
+            let _permit = permit;
+            let path = Path::from(key.as_ref());
+            match tokio::time::timeout(timeout, store.get_range(&path, range)).await {
+                Ok(result) => result.map_err(StorageError::from),
+                Err(_) => Err(StorageError::Busy(format!(
+                    "GET {path} timed out after {timeout:?}"
+                ))),
+            }
+        });
+        let bytes = task
+            .await
+            .map_err(|e| StorageError::Failed(e.to_string()))??;
+        metrics::counter!("strata_block_cache_fetched_bytes_total").increment(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Grows the window while reads of an object are sequential and prefetches past `last`.
+    fn read_ahead(self: &Arc<Self>, key: &Arc<str>, object_size: u64, first: u64, last: u64) {
+        let window = {
+            let mut readers = self.readers.lock();
+            if readers.len() >= READERS_MAX {
+                readers.clear();
+            }
+            let state = readers.entry(key.clone()).or_insert((u64::MAX, 0));
+            let sequential = state.0 != u64::MAX && (first == state.0 || first == state.0 + 1);
+            let window = if sequential {
+                (state.1 * 2).clamp(1, self.config.readahead_blocks_max)
+            } else {
+                0
+            };
+            *state = (last, window);
+            window
+        };
+        let blocks_total = object_size.div_ceil(self.config.block_bytes);
+        for block in last + 1..(last + 1 + window).min(blocks_total) {
+            let this = self.clone();
+            let key = key.clone();
+            self.cold.spawn(async move {
+                let _ = this.block(&key, object_size, block).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{memory::InMemory, PutPayload};
+
+    #[tokio::test]
+    async fn reads_span_blocks_and_index_parses() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut builder = format::ObjectBuilder::default();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        builder.add_range(7, 0, 10, 0, &[Bytes::from(data.clone())]);
+        let (object, entries) = builder.finish();
+        store
+            .put(&Path::from("o1"), PutPayload::from(object.clone()))
+            .await
+            .unwrap();
+        let cache = BlockCache::new(
+            store,
+            BlockCacheConfig {
+                block_bytes: 1024,
+                cache_bytes_max: 1 << 20,
+                inflight_bytes_max: 4096,
+                readahead_blocks_max: 4,
+                get_timeout_ms: 5_000,
+            },
+            Handle::current(),
+        );
+        let key: Arc<str> = Arc::from("o1");
+        let size = object.len() as u64;
+        assert_eq!(
+            cache.read(&key, size, 1000, 3100).await.unwrap(),
+            Bytes::from(data[1000..3100].to_vec())
+        );
+        assert_eq!(
+            cache.read(&key, size, 10, 20).await.unwrap(),
+            Bytes::from(data[10..20].to_vec())
+        );
+        assert_eq!(*cache.index(&key, size).await.unwrap(), entries);
+    }
+}
