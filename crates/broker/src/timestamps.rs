@@ -43,7 +43,7 @@ pub async fn first_at_or_after(
             if header.max_timestamp < timestamp {
                 return true;
             }
-            found = record_where(header, batch, |ts| ts >= timestamp);
+            found = record_where(header, batch, offsets.start_offset, |ts| ts >= timestamp);
             found.is_none()
         },
     )
@@ -89,24 +89,31 @@ pub async fn max_timestamp(
         &mut consider,
     )
     .await?;
-    Ok(best
-        .and_then(|(header, batch)| record_where(&header, &batch, |ts| ts >= header.max_timestamp)))
+    Ok(best.and_then(|(header, batch)| {
+        record_where(&header, &batch, offsets.start_offset, |ts| {
+            ts >= header.max_timestamp
+        })
+    }))
 }
 
-/// The first record of the batch whose timestamp satisfies `pred`. Under `LogAppendTime` every
-/// record carries the batch's max timestamp.
+/// The first record of the batch at or after `start` (the log start: a batch may straddle it)
+/// whose timestamp satisfies `pred`. Under `LogAppendTime` every record carries the batch's max
+/// timestamp.
 fn record_where(
     header: &BatchHeader,
     batch: &bytes::Bytes,
+    start: i64,
     pred: impl Fn(i64) -> bool,
 ) -> Option<(i64, i64)> {
     const LOG_APPEND_TIME: i16 = 0x08;
     if header.attributes & LOG_APPEND_TIME != 0 {
-        return pred(header.max_timestamp).then_some((header.base_offset, header.max_timestamp));
+        let first = header.base_offset.max(start);
+        let found = pred(header.max_timestamp) && first <= header.last_offset();
+        return found.then_some((first, header.max_timestamp));
     }
     offsets_and_timestamps(batch)
         .into_iter()
-        .find(|(_, ts)| pred(*ts))
+        .find(|(offset, ts)| *offset >= start && pred(*ts))
 }
 
 /// Calls `visit` on every batch in `[from, to)` until it returns false.

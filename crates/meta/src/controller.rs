@@ -47,11 +47,11 @@ pub enum Command {
         changes: Vec<(String, Option<String>)>,
         replace: bool,
     },
-    /// Opens the stream for `owner` with the next epoch, fencing every older writer.
-    OpenStream {
-        stream_id: StreamId,
+    /// Opens each `(stream, start offset)` for `owner` with its next epoch, fencing every older
+    /// writer. One command for many streams, so a broker start is one metadata write.
+    OpenStreams {
         owner: NodeId,
-        start_offset: i64,
+        streams: Vec<(StreamId, i64)>,
     },
     TrimStream {
         stream_id: StreamId,
@@ -283,27 +283,27 @@ pub fn decide(
             );
             Ok(records)
         }
-        Command::OpenStream {
-            stream_id,
-            owner,
-            start_offset,
-        } => {
-            let stream = image
-                .streams
-                .get(stream_id)
-                .ok_or(ControllerError::UnknownTopicOrPartition)?;
-            if *start_offset < stream.committed_end_offset {
-                return Err(ControllerError::InvalidRequest(format!(
-                    "stream {stream_id} opened at {start_offset} below its committed end {}",
-                    stream.committed_end_offset
-                )));
+        Command::OpenStreams { owner, streams } => {
+            let mut records = Vec::with_capacity(streams.len());
+            for (stream_id, start_offset) in streams {
+                let stream = image
+                    .streams
+                    .get(stream_id)
+                    .ok_or(ControllerError::UnknownTopicOrPartition)?;
+                if *start_offset < stream.committed_end_offset {
+                    return Err(ControllerError::InvalidRequest(format!(
+                        "stream {stream_id} opened at {start_offset} below its committed end {}",
+                        stream.committed_end_offset
+                    )));
+                }
+                records.push(MetadataRecord::StreamOpened {
+                    stream_id: *stream_id,
+                    epoch: stream.epoch + 1,
+                    owner: *owner,
+                    start_offset: *start_offset,
+                });
             }
-            Ok(vec![MetadataRecord::StreamOpened {
-                stream_id: *stream_id,
-                epoch: stream.epoch + 1,
-                owner: *owner,
-                start_offset: *start_offset,
-            }])
+            Ok(records)
         }
         Command::TrimStream {
             stream_id,

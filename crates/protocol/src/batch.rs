@@ -214,6 +214,7 @@ mod tests {
             .map(|i| Record {
                 transactional: false,
                 control: false,
+                delete_horizon: false,
                 partition_leader_epoch: 0,
                 producer_id: -1,
                 producer_epoch: -1,

@@ -1,7 +1,7 @@
 //! A frame becomes a typed request: header, then body, each decoded by `kafka-protocol`. Every
 //! decode failure is a typed [`DecodeError`] that tells the connection what to do.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -68,12 +68,7 @@ pub fn decode_request(
             source,
         }
     })?;
-    if frame.has_remaining() {
-        return Err(DecodeError::Malformed {
-            what: "request body",
-            source: anyhow::anyhow!("{} trailing bytes", frame.remaining()),
-        });
-    }
+    // Kafka reads the fields it knows and ignores what follows; clients rely on that.
     Ok(Request {
         api_key,
         version,

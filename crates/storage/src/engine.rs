@@ -142,9 +142,7 @@ impl Engine {
             engine.load_stream(*id);
         }
         engine.replay(recovered);
-        for id in owned {
-            engine.reopen(id).await?;
-        }
+        engine.reopen(&owned).await?;
         Ok(engine)
     }
 
@@ -200,22 +198,25 @@ impl Engine {
         tracing::info!(records = replayed, "replayed the WAL into the log cache");
     }
 
-    /// Opens the stream with the next epoch at its current end.
-    async fn reopen(&self, id: StreamId) -> Result<()> {
-        let Some(stream) = self.stream(id) else {
+    /// Opens the streams with their next epochs at their current ends, in one metadata write.
+    async fn reopen(&self, ids: &[StreamId]) -> Result<()> {
+        let streams: Vec<Arc<Stream>> = ids.iter().filter_map(|id| self.stream(*id)).collect();
+        if streams.is_empty() {
             return Ok(());
+        }
+        let command = Command::OpenStreams {
+            owner: self.config.node_id,
+            streams: streams
+                .iter()
+                .map(|s| (s.id, s.state.lock().next_offset))
+                .collect(),
         };
-        let start_offset = stream.state.lock().next_offset;
         let records = self
             .meta
-            .submit(Command::OpenStream {
-                stream_id: id,
-                owner: self.config.node_id,
-                start_offset,
-            })
+            .submit(command)
             .await
             .map_err(|e| StorageError::Failed(e.to_string()))?;
-        for record in records {
+        for (stream, record) in streams.iter().zip(records) {
             if let strata_meta::MetadataRecord::StreamOpened { epoch, .. } = record {
                 stream.state.lock().epoch = epoch;
             }
@@ -249,7 +250,8 @@ impl Engine {
     /// Forgets a deleted stream: its cached bytes no longer hold back the WAL trim.
     pub fn remove_stream(&self, id: StreamId) {
         if let Some(stream) = self.streams.write().remove(&id) {
-            let s = stream.state.lock();
+            let mut s = stream.state.lock();
+            s.fenced = true;
             let total: usize = s.entries.iter().map(|e| e.bytes.len()).sum();
             let pending: usize = s
                 .entries
@@ -257,6 +259,8 @@ impl Engine {
                 .filter(|e| !e.uploaded)
                 .map(|e| e.bytes.len())
                 .sum();
+            // Cleared under the lock, so an upload in flight finds nothing left to account.
+            s.entries.clear();
             self.cache_bytes.fetch_sub(total, Ordering::AcqRel);
             self.pending_bytes.fetch_sub(pending, Ordering::AcqRel);
             self.room.notify_waiters();
@@ -355,9 +359,15 @@ impl Engine {
     async fn wait_for_room(&self) -> Result<()> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.append_wait_ms_max);
-        while self.pending_bytes.load(Ordering::Acquire) >= self.config.log_cache_bytes_max {
-            metrics::counter!("strata_append_backpressure_total").increment(1);
+        loop {
+            // Registered before the check, so an upload finishing in between still wakes us.
             let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            if self.pending_bytes.load(Ordering::Acquire) < self.config.log_cache_bytes_max {
+                return Ok(());
+            }
+            metrics::counter!("strata_append_backpressure_total").increment(1);
             self.upload_now.notify_one();
             if tokio::time::timeout_at(deadline, room).await.is_err() {
                 return Err(StorageError::Busy(
@@ -365,7 +375,6 @@ impl Engine {
                 ));
             }
         }
-        Ok(())
     }
 
     pub fn offsets(&self, stream_id: StreamId) -> Result<StreamOffsets> {
@@ -391,14 +400,15 @@ impl Engine {
             let s = stream.state.lock();
             out.start_offset = s.start_offset;
             out.durable_end = s.durable_end;
-            if offset < s.start_offset || offset > s.durable_end {
+            // Past the durable end but within what was appended: not yet readable, not an error.
+            if offset < s.start_offset || offset > s.next_offset {
                 return Err(StorageError::OffsetOutOfRange {
                     offset,
                     start: s.start_offset,
                     end: s.durable_end,
                 });
             }
-            if offset == s.durable_end {
+            if offset >= s.durable_end {
                 return Ok(out);
             }
             if s.entry_at(offset).is_some() {

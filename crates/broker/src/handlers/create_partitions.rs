@@ -19,7 +19,19 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
                 .read()
                 .topic_by_name(&topic.name.0)
                 .map_or(0, |t| t.partitions.len() as i32);
-            if assignments.len() as i32 != topic.count - current {
+            let brokers = broker
+                .meta
+                .image()
+                .read()
+                .brokers
+                .keys()
+                .copied()
+                .collect::<Vec<_>>();
+            let unknown = assignments
+                .iter()
+                .flat_map(|a| &a.broker_ids)
+                .any(|b| !brokers.contains(&b.0));
+            if unknown || assignments.len() as i32 != topic.count - current {
                 results.push(
                     result
                         .with_error_code(ResponseError::InvalidReplicaAssignment.code())

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -35,21 +36,19 @@ pub async fn handle(
             );
             continue;
         }
+        if let Err((code, message)) = check_replicas(broker, topic) {
+            results.push(
+                result
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            );
+            continue;
+        }
         let partitions = if !topic.assignments.is_empty() {
             topic.assignments.len() as i32
         } else {
             topic.num_partitions
         };
-        if topic.replication_factor == 0 || topic.replication_factor < -1 {
-            results.push(
-                result
-                    .with_error_code(ResponseError::InvalidReplicationFactor.code())
-                    .with_error_message(Some(StrBytes::from_static_str(
-                        "Replication factor must be larger than 0, or -1 to use the default",
-                    ))),
-            );
-            continue;
-        }
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
@@ -97,6 +96,50 @@ pub async fn handle(
         }
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Kafka's checks on replication: a factor the cluster can hold, or an explicit assignment to
+/// brokers that exist (never both). Strata keeps one copy on shared storage, so the factor is
+/// checked and reported, not replicated.
+fn check_replicas(broker: &Broker, topic: &CreatableTopic) -> Result<(), (ResponseError, String)> {
+    let brokers = broker
+        .meta
+        .image()
+        .read()
+        .brokers
+        .keys()
+        .copied()
+        .collect::<Vec<_>>();
+    if !topic.assignments.is_empty() {
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err((
+                ResponseError::InvalidRequest,
+                "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
+            ));
+        }
+        for a in &topic.assignments {
+            if let Some(unknown) = a.broker_ids.iter().find(|b| !brokers.contains(&b.0)) {
+                return Err((
+                    ResponseError::InvalidReplicaAssignment,
+                    format!("Unknown broker {} in assignment", unknown.0),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    if topic.replication_factor == 0 || topic.replication_factor < -1 {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            "Replication factor must be larger than 0, or -1 to use the default".into(),
+        ));
+    }
+    if topic.replication_factor > 0 && topic.replication_factor as usize > brokers.len() {
+        return Err((
+            ResponseError::InvalidReplicationFactor,
+            format!("Unable to replicate the partition {} time(s): The target replication factor of {} cannot be reached because only {} broker(s) are registered.", topic.replication_factor, topic.replication_factor, brokers.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn described_configs(configs: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {

@@ -130,6 +130,14 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
     } else {
         request.max_bytes as usize
     };
+    // Subscribed before the first read, so data arriving in between still wakes the wait.
+    let mut waits: Vec<watch::Receiver<i64>> = wanted
+        .iter()
+        .filter_map(|w| {
+            let p = topics::partition(&broker.meta.image().read(), &w.topic, w.partition).ok()?;
+            broker.engine.stream(p.stream_id).map(|s| s.subscribe())
+        })
+        .collect();
     let mut results = read_all(broker, &wanted, max_bytes).await;
     loop {
         let total: usize = results.iter().map(|r| r.bytes).sum();
@@ -137,24 +145,16 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
         if total >= min_bytes.max(1) || any_error || tokio::time::Instant::now() >= deadline {
             break;
         }
-        let mut waits: Vec<watch::Receiver<i64>> = wanted
-            .iter()
-            .filter_map(|w| {
-                let p =
-                    topics::partition(&broker.meta.image().read(), &w.topic, w.partition).ok()?;
-                broker.engine.stream(p.stream_id).map(|s| s.subscribe())
-            })
-            .collect();
         if waits.is_empty() {
             tokio::time::sleep_until(deadline).await;
             break;
         }
-        for w in waits.iter_mut() {
-            w.borrow_and_update();
-        }
         let changed = select_all(waits.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             break;
+        }
+        for w in waits.iter_mut() {
+            w.borrow_and_update();
         }
         results = read_all(broker, &wanted, max_bytes).await;
     }

@@ -17,7 +17,10 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
     // Before v4 there is no flag and every request may auto-create.
     let may_create = version < 4 || request.allow_auto_topic_creation;
     let mut results = Vec::new();
-    match &request.topics {
+    // Before v1 an empty list means every topic; from v1 on that is a null list.
+    let all = request.topics.is_none()
+        || (version == 0 && request.topics.as_ref().is_some_and(|t| t.is_empty()));
+    match request.topics.as_ref().filter(|_| !all) {
         None => {
             let image = broker.meta.image().read();
             results.extend(image.topics.values().map(|t| topic_result(broker, t)));

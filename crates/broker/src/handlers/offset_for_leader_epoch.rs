@@ -71,6 +71,10 @@ fn end_of_epoch(
         .map_err(|e| errors::storage(&e))?
         .durable_end;
     let wanted = wanted as i64;
+    // An epoch newer than the leader's is unknown here, as in Kafka's leader epoch cache.
+    if wanted > target.leader_epoch as i64 {
+        return Ok((-1, -1));
+    }
     let Some(i) = history.iter().rposition(|(e, _)| (*e as i64) <= wanted) else {
         return Ok((-1, -1));
     };

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Strata: the one test command.
+#
+#   ./scripts/test.sh            # install what's missing, build, cargo test, pytest tests/
+#
+# Environment knobs (all optional):
+#   STRATA_SKIP_DEPS=1     don't touch apt / the virtualenv (use what is there)
+#   STRATA_SKIP_CARGO=1    don't build or run cargo tests (use the existing target/release/strata)
+#   PYTEST_ARGS="..."      extra arguments for pytest (e.g. "-k kcat -x")
+#
+# Idempotent: apt packages are installed only when missing, the virtualenv is
+# (re)created when its requirements changed, cargo builds incrementally.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '\n==> %s\n' "$*"; }
+
+# ----------------------------------------------------------------------------
+# 1. apt packages (kcat is Debian bookworm's kcat 1.7.1 on librdkafka 2.0.2 —
+#    an old client on purpose).
+# ----------------------------------------------------------------------------
+APT_PACKAGES=(kcat python3-venv)
+
+install_apt() {
+    local missing=()
+    local p
+    for p in "${APT_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$p")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "apt packages present: ${APT_PACKAGES[*]}"
+        return
+    fi
+    log "installing apt packages: ${missing[*]}"
+    local SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# ----------------------------------------------------------------------------
+# 2. Python virtualenv with pinned test dependencies.
+# ----------------------------------------------------------------------------
+VENV="$ROOT/.venv"
+REQS="$ROOT/tests/requirements.txt"
+
+setup_venv() {
+    local py="${PYTHON:-python3}"
+    local stamp="$VENV/.requirements.sha256"
+    local want
+    want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import sys' 2>/dev/null \
+        && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "virtualenv up to date: $VENV"
+        return
+    fi
+    if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        log "creating virtualenv $VENV"
+        rm -rf "$VENV"
+        "$py" -m venv "$VENV"
+    fi
+    log "installing python test dependencies"
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -r "$REQS"
+    echo "$want" > "$stamp"
+}
+
+if [ "${STRATA_SKIP_DEPS:-0}" != "1" ]; then
+    install_apt
+    setup_venv
+fi
+
+# ----------------------------------------------------------------------------
+# 3. Rust: build once, run the workspace's unit/integration tests.
+# ----------------------------------------------------------------------------
+# A failing Rust test does not stop the run: the end-to-end tests still run, so one run
+# reports everything; the script's exit status is non-zero if either part failed.
+rust_rc=0
+if [ "${STRATA_SKIP_CARGO:-0}" != "1" ]; then
+    log "cargo build --release --workspace"
+    cargo build --release --workspace
+    log "cargo test --release --workspace"
+    cargo test --release --workspace --no-fail-fast || rust_rc=$?
+fi
+
+if [ ! -x "$ROOT/target/release/strata" ]; then
+    echo "error: $ROOT/target/release/strata was not built" >&2
+    exit 1
+fi
+
+# ----------------------------------------------------------------------------
+# 4. End-to-end tests with real Kafka clients.
+# ----------------------------------------------------------------------------
+log "pytest tests/"
+mkdir -p "$ROOT/.test-work"
+export STRATA_TEST_BIN="$ROOT/target/release/strata"
+py_rc=0
+# PYTEST_ARGS is split like shell words, so quoting works: PYTEST_ARGS="-k 'kcat or s3'"
+eval "extra_pytest_args=(${PYTEST_ARGS:-})"
+"$VENV/bin/python" -m pytest tests/ -v -ra "${extra_pytest_args[@]}" || py_rc=$?
+
+if [ "$rust_rc" -ne 0 ] || [ "$py_rc" -ne 0 ]; then
+    echo "FAILED: cargo test exit $rust_rc, pytest exit $py_rc" >&2
+    exit 1
+fi

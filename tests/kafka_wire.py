@@ -1,0 +1,324 @@
+"""A tiny hand encoder/decoder for a few Kafka request frames, for bad-input tests.
+
+Only what the tests need: request headers v1/v2, ApiVersions v0-v3 responses,
+Produce v3-v8 (non-flexible) requests/responses, record batches (magic 2) and
+legacy message sets (magic 0/1). Written from the Kafka protocol guide.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+import zlib
+
+API_PRODUCE = 0
+API_METADATA = 3
+API_VERSIONS = 18
+API_CREATE_TOPICS = 19
+
+# --- crc32c (Castagnoli), table driven --------------------------------------
+_CRC32C_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC32C_TABLE.append(_c)
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    t = _CRC32C_TABLE
+    for b in data:
+        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283  # the standard check value
+
+
+# --- primitive encoders ------------------------------------------------------
+def i8(v): return struct.pack(">b", v)
+def i16(v): return struct.pack(">h", v)
+def i32(v): return struct.pack(">i", v)
+def i64(v): return struct.pack(">q", v)
+def u32(v): return struct.pack(">I", v)
+
+
+def string(s: str | None) -> bytes:
+    if s is None:
+        return i16(-1)
+    b = s.encode()
+    return i16(len(b)) + b
+
+
+def nbytes(b: bytes | None) -> bytes:
+    if b is None:
+        return i32(-1)
+    return i32(len(b)) + b
+
+
+def uvarint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def varint(v: int) -> bytes:  # zigzag
+    return uvarint((v << 1) ^ (v >> 63))
+
+
+def compact_string(s: str | None) -> bytes:
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+# --- decoding ----------------------------------------------------------------
+class Reader:
+    def __init__(self, data: bytes):
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError(f"short response: need {n} bytes at {self.pos}, have {len(self.data)}")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def i8(self): return struct.unpack(">b", self.take(1))[0]
+    def i16(self): return struct.unpack(">h", self.take(2))[0]
+    def i32(self): return struct.unpack(">i", self.take(4))[0]
+    def i64(self): return struct.unpack(">q", self.take(8))[0]
+
+    def string(self):
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def uvarint(self):
+        shift = result = 0
+        while True:
+            b = self.take(1)[0]
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def compact_string(self):
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def tagged_fields(self):
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
+
+# --- frames ------------------------------------------------------------------
+def request_header(api_key: int, version: int, correlation_id: int, client_id: str | None = "e2e-wire",
+                   flexible: bool = False) -> bytes:
+    h = i16(api_key) + i16(version) + i32(correlation_id) + string(client_id)
+    if flexible:
+        h += uvarint(0)  # empty tagged fields
+    return h
+
+
+def frame(payload: bytes) -> bytes:
+    return i32(len(payload)) + payload
+
+
+class Conn:
+    """A raw Kafka connection."""
+
+    def __init__(self, bootstrap: str, timeout: float = 10.0):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.corr = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def request(self, api_key: int, version: int, body: bytes, flexible_header: bool = False) -> int:
+        self.corr += 1
+        self.send_raw(frame(request_header(api_key, version, self.corr, flexible=flexible_header) + body))
+        return self.corr
+
+    def recv_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+            buf += chunk
+        return bytes(buf)
+
+    def recv_frame(self) -> bytes:
+        (n,) = struct.unpack(">i", self.recv_exact(4))
+        assert 0 <= n < 64 << 20, f"implausible response size {n}"
+        return self.recv_exact(n)
+
+    def response(self, corr: int) -> Reader:
+        r = Reader(self.recv_frame())
+        got = r.i32()
+        assert got == corr, f"response correlation id {got}, expected {corr}"
+        return r
+
+    def closed_by_peer(self, timeout: float = 10.0) -> bool:
+        """True if the broker closes the connection within `timeout` (EOF or reset),
+        False if it stays open that long. Data the broker sends first is skipped."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            if not chunk:
+                return True
+        return False
+
+
+# --- ApiVersions -------------------------------------------------------------
+def api_versions(conn: Conn, version: int = 0,
+                 parse_version: int | None = None) -> tuple[int, dict[int, tuple[int, int]]]:
+    """Send ApiVersions vN, parse the response (v0 layout or flexible v3); an
+    UNSUPPORTED_VERSION answer comes in the v0 layout (parse_version=0)."""
+    if version >= 3:
+        body = compact_string("e2e-wire") + compact_string("0.1") + uvarint(0)
+        corr = conn.request(API_VERSIONS, version, body, flexible_header=True)
+    else:
+        corr = conn.request(API_VERSIONS, version, b"")
+    r = conn.response(corr)  # ApiVersions responses always use response header v0
+    return parse_api_versions(r, version if parse_version is None else parse_version)
+
+
+def parse_api_versions(r: Reader, version: int) -> tuple[int, dict[int, tuple[int, int]]]:
+    err = r.i16()
+    apis = {}
+    if version >= 3:
+        n = r.uvarint() - 1
+        for _ in range(n):
+            k, lo, hi = r.i16(), r.i16(), r.i16()
+            r.tagged_fields()
+            apis[k] = (lo, hi)
+    else:
+        n = r.i32()
+        for _ in range(n):
+            k, lo, hi = r.i16(), r.i16(), r.i16()
+            apis[k] = (lo, hi)
+    return err, apis
+
+
+# --- records -----------------------------------------------------------------
+def record(offset_delta: int, ts_delta: int, key: bytes | None, value: bytes | None,
+           headers=()) -> bytes:
+    body = i8(0) + varint(ts_delta) + varint(offset_delta)
+    body += varint(-1) if key is None else varint(len(key)) + key
+    body += varint(-1) if value is None else varint(len(value)) + value
+    body += varint(len(headers))
+    for hk, hv in headers:
+        hk = hk.encode()
+        body += varint(len(hk)) + hk
+        body += varint(-1) if hv is None else varint(len(hv)) + hv
+    return varint(len(body)) + body
+
+
+def record_batch(values, keys=None, base_timestamp: int | None = None, corrupt_crc: bool = False,
+                 attributes: int = 0) -> bytes:
+    """An uncompressed magic-2 record batch (base offset 0, no producer id)."""
+    ts = int(time.time() * 1000) if base_timestamp is None else base_timestamp
+    keys = keys or [None] * len(values)
+    recs = b"".join(record(i, 0, k, v) for i, (k, v) in enumerate(zip(keys, values)))
+    after_crc = (i16(attributes) + i32(len(values) - 1) + i64(ts) + i64(ts) + i64(-1) + i16(-1)
+                 + i32(-1) + i32(len(values)) + recs)
+    crc = crc32c(after_crc)
+    if corrupt_crc:
+        crc ^= 0xDEADBEEF
+    # batchLength counts from partitionLeaderEpoch to the end.
+    tail = i32(-1) + i8(2) + u32(crc) + after_crc
+    return i64(0) + i32(len(tail)) + tail
+
+
+def legacy_message_set(values, magic: int = 1) -> bytes:
+    """A message set of magic 0 or 1 messages (what pre-0.11 clients send)."""
+    out = b""
+    ts = int(time.time() * 1000)
+    for i, v in enumerate(values):
+        body = i8(magic) + i8(0)
+        if magic == 1:
+            body += i64(ts)
+        body += nbytes(None) + nbytes(v)
+        msg = u32(zlib.crc32(body) & 0xFFFFFFFF) + body
+        out += i64(i) + i32(len(msg)) + msg
+    return out
+
+
+# --- Produce v3..v8 ----------------------------------------------------------
+def produce_body(topic: str, partition: int, records: bytes, acks: int = -1,
+                 timeout_ms: int = 10000) -> bytes:
+    return (string(None) + i16(acks) + i32(timeout_ms)
+            + i32(1) + string(topic) + i32(1) + i32(partition) + nbytes(records))
+
+
+def parse_produce_response(r: Reader, version: int) -> dict[tuple[str, int], dict]:
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p = {"partition": r.i32(), "error_code": r.i16(), "base_offset": r.i64()}
+            if version >= 2:
+                p["log_append_time"] = r.i64()
+            if version >= 5:
+                p["log_start_offset"] = r.i64()
+            if version >= 8:
+                errs = []
+                for _ in range(r.i32()):
+                    errs.append((r.i32(), r.string()))
+                p["record_errors"] = errs
+                p["error_message"] = r.string()
+            out[(name, p["partition"])] = p
+    if version >= 1:
+        r.i32()  # throttle_time_ms
+    return out
+
+
+def produce(conn: Conn, version: int, topic: str, partition: int, records: bytes,
+            acks: int = -1) -> dict:
+    assert 3 <= version <= 8, "only non-flexible Produce versions 3..8 are encoded here"
+    corr = conn.request(API_PRODUCE, version, produce_body(topic, partition, records, acks))
+    res = parse_produce_response(conn.response(corr), version)
+    assert (topic, partition) in res, f"no response for {topic}-{partition}: {res}"
+    return res[(topic, partition)]
+
+
+def pick_produce_version(apis: dict[int, tuple[int, int]]) -> int:
+    lo, hi = apis[API_PRODUCE]
+    v = min(hi, 8)
+    assert v >= max(lo, 3), f"broker Produce versions {lo}..{hi} have no non-flexible v3..v8"
+    return v

@@ -1,0 +1,48 @@
+"""The admin HTTP endpoints and process lifecycle (signals, restart on the same data dir)."""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from conftest import http_get
+from helpers import consume_partitions, create_topic, produce_all, unique_topic
+
+
+def test_healthz_and_metrics(broker):
+    status, body = http_get(broker.admin_url + "/healthz")
+    assert (status, body.strip()) == (200, b"ok")
+    # Some traffic first, so request metrics have something to count.
+    topic = unique_topic("lc-metrics")
+    create_topic(broker.bootstrap, topic)
+    produce_all(broker.bootstrap, topic, [{"value": b"m"}])
+    status, body = http_get(broker.admin_url + "/metrics")
+    assert status == 200
+    text = body.decode()
+    samples = [l for l in text.splitlines() if l and not l.startswith("#")]
+    assert any(l.startswith("# TYPE ") for l in text.splitlines()), text[:500]
+    assert samples, "no samples in /metrics"
+    for l in samples:  # Prometheus text format: name{labels} value
+        name_labels, _, value = l.rpartition(" ")
+        assert name_labels, l
+        float(value)  # a number (NaN/+Inf parse too); raises on anything else
+    status, _ = http_get(broker.admin_url + "/no-such-page")
+    assert status == 404
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_graceful_shutdown_keeps_data(strata_factory, sig):
+    b = strata_factory()
+    topic = unique_topic("lc-sig")
+    create_topic(b.bootstrap, topic, partitions=2)
+    recs = [{"value": f"v{i}".encode(), "partition": i % 2} for i in range(1000)]
+    reps = produce_all(b.bootstrap, topic, recs)
+    assert all(r.error is None for r in reps)
+    b.proc.send_signal(sig)
+    rc = b.proc.wait(30)
+    assert rc == 0, f"exit code {rc} after {sig.name}"
+    b.start()
+    got = consume_partitions(b.bootstrap, topic, [0, 1])
+    for p in (0, 1):
+        assert [m.value() for m in got[p]] == [r["value"] for r in recs if r["partition"] == p]
