@@ -1,6 +1,7 @@
 //! Strata's Kafka layer: the broker context that handlers share, the APIs it serves and their
 //! versions, and one handler module per Kafka API.
 
+pub mod acl;
 pub mod errors;
 pub mod fetch_session;
 pub mod handlers;

@@ -191,6 +191,13 @@ pub fn decide(
             if image.topic_ids.contains_key(name) {
                 return Err(ControllerError::TopicAlreadyExists(name.clone()));
             }
+            // Kafka's metric names turn '.' into '_', so such names may not coexist.
+            let collides = |n: &str| n.replace('.', "_") == name.replace('.', "_");
+            if let Some(other) = image.topic_ids.keys().find(|n| collides(n)) {
+                return Err(ControllerError::InvalidTopic(format!(
+                    "Topic '{name}' collides with existing topic: {other}"
+                )));
+            }
             if *partitions < 1 || *partitions > PARTITIONS_PER_TOPIC_MAX {
                 return Err(ControllerError::InvalidPartitions(format!(
                     "Number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}"

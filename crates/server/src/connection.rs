@@ -1,17 +1,31 @@
-//! One client connection: frames in, one request at a time (as Kafka does, so a client's
-//! requests are applied in the order sent), responses out. An unparsable frame, an unknown API
-//! or an unsupported version closes the connection; nothing a client sends can panic the broker.
+//! One client connection: frames in, responses out, in request order. Produce requests are
+//! pipelined: each is sequenced (offsets assigned) before the next request is read, and their
+//! durability waits overlap, so a client's pipelined batches share group commits. Every other
+//! request first lets earlier ones finish, so it sees their effects. An unparsable frame, an
+//! unknown API or an unsupported version closes the connection; nothing a client sends can
+//! panic the broker.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use kafka_protocol::messages::{ApiKey, ResponseKind};
-use strata_broker::handlers::{self, api_versions};
+use futures::stream::{FuturesOrdered, StreamExt};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use strata_broker::handlers::{self, api_versions, produce};
 use strata_broker::{versions, Broker};
 use strata_protocol::request::{decode_request, encode_response};
 use strata_protocol::{DecodeError, FrameReader};
 use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+
+/// A limit on pipelined requests per connection, like Kafka's per-connection queueing.
+const INFLIGHT_MAX: usize = 32;
+
+/// `(api, version, correlation id, body)` of a response to write; `None` for none (acks=0).
+type Reply = Option<(ApiKey, i16, i32, ResponseKind)>;
+type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
 
 pub async fn serve(
     broker: Arc<Broker>,
@@ -26,58 +40,93 @@ pub async fn serve(
     let _ = socket.set_nodelay(true);
     let (mut reader, mut writer) = socket.into_split();
     let mut frames = FrameReader::new(frame_bytes_max);
+    let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     loop {
         let frame = tokio::select! {
-            frame = frames.read_frame(&mut reader) => frame,
-            _ = shutdown.changed() => return,
+            biased;
+            Some(reply) = inflight.next(), if !inflight.is_empty() => {
+                if write(&mut writer, &peer, reply).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            // Cancel-safe: a partly read frame stays in the reader's buffer.
+            frame = frames.read_frame(&mut reader), if inflight.len() < INFLIGHT_MAX => frame,
+            _ = shutdown.changed() => break,
         };
         let frame = match frame {
             Ok(Some(frame)) => frame,
-            Ok(None) => return,
+            Ok(None) => break,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "closing connection");
-                return;
+                break;
             }
         };
-        let response = match decode_request(frame, versions::supported) {
-            Ok(request) => {
-                let (api_key, version, correlation_id) = (
-                    request.api_key,
-                    request.version,
-                    request.header.correlation_id,
-                );
-                handlers::handle(&broker, request)
-                    .await
-                    .map(|body| (api_key, version, correlation_id, body))
-            }
+        let request = match decode_request(frame, versions::supported) {
+            Ok(request) => request,
             Err(DecodeError::UnsupportedVersion {
                 api_key: ApiKey::ApiVersions,
                 correlation_id,
                 ..
-            }) => Some((
-                ApiKey::ApiVersions,
-                0,
-                correlation_id,
-                ResponseKind::ApiVersions(api_versions::unsupported()),
-            )),
+            }) => {
+                let body = ResponseKind::ApiVersions(api_versions::unsupported());
+                inflight.push_back(Box::pin(std::future::ready(Some((
+                    ApiKey::ApiVersions,
+                    0,
+                    correlation_id,
+                    body,
+                )))));
+                continue;
+            }
             Err(e) => {
                 tracing::info!(%peer, error = %e, "closing connection on a bad request");
                 metrics::counter!("strata_bad_requests_total").increment(1);
-                return;
+                break;
             }
         };
-        let Some((api_key, version, correlation_id, body)) = response else {
+        let (api_key, version, correlation_id) = (
+            request.api_key,
+            request.version,
+            request.header.correlation_id,
+        );
+        if let RequestKind::Produce(body) = request.body {
+            let done = produce::sequence(&broker, version, body).await;
+            inflight.push_back(Box::pin(async move {
+                done.await
+                    .map(|r| (api_key, version, correlation_id, ResponseKind::Produce(r)))
+            }));
             continue;
-        };
-        let bytes = match encode_response(api_key, version, correlation_id, &body) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(%peer, ?api_key, version, error = %e, "response failed to encode");
+        }
+        // Anything else runs after what came before it on this connection has finished.
+        while let Some(reply) = inflight.next().await {
+            if write(&mut writer, &peer, reply).await.is_err() {
                 return;
             }
-        };
-        if writer.write_all(&bytes).await.is_err() {
+        }
+        let reply = handlers::handle(&broker, request)
+            .await
+            .map(|body| (api_key, version, correlation_id, body));
+        if write(&mut writer, &peer, reply).await.is_err() {
             return;
+        }
+    }
+    // In-flight produces were acknowledged by the WAL or will be: answer them before closing.
+    while let Some(reply) = inflight.next().await {
+        if write(&mut writer, &peer, reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn write(writer: &mut OwnedWriteHalf, peer: &str, reply: Reply) -> std::io::Result<()> {
+    let Some((api_key, version, correlation_id, body)) = reply else {
+        return Ok(());
+    };
+    match encode_response(api_key, version, correlation_id, &body) {
+        Ok(bytes) => writer.write_all(&bytes).await,
+        Err(e) => {
+            tracing::error!(%peer, ?api_key, version, error = %e, "response failed to encode");
+            Err(std::io::Error::other(e.to_string()))
         }
     }
 }

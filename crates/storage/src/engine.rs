@@ -90,7 +90,29 @@ pub struct Engine {
     pub(crate) upload_now: Notify,
     /// Serializes uploads: object commits are strictly ordered.
     pub(crate) upload_lock: tokio::sync::Mutex<()>,
-    pub(crate) failed: AtomicBool,
+    /// Set once a WAL write failed: nothing more is acknowledged until a restart recovers.
+    pub(crate) failed: Arc<AtomicBool>,
+}
+
+/// An append that has its offsets and is on its way into the WAL.
+pub struct Appended {
+    base_offset: i64,
+    advance: tokio::task::JoinHandle<Result<(), crate::wal::WalError>>,
+}
+
+impl Appended {
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+
+    /// Resolves with the base offset once the batch is durable.
+    pub async fn durable(self) -> Result<i64> {
+        match self.advance.await {
+            Ok(Ok(())) => Ok(self.base_offset),
+            Ok(Err(e)) => Err(StorageError::Failed(e.to_string())),
+            Err(e) => Err(StorageError::Failed(e.to_string())),
+        }
+    }
 }
 
 /// What a read returns: whole batches, and the stream's offsets at the time.
@@ -127,7 +149,7 @@ impl Engine {
             room: Notify::new(),
             upload_now: Notify::new(),
             upload_lock: tokio::sync::Mutex::new(()),
-            failed: AtomicBool::new(false),
+            failed: Arc::new(AtomicBool::new(false)),
         });
         let owned: Vec<StreamId> = {
             let image = engine.meta.image().read();
@@ -291,8 +313,24 @@ impl Engine {
         max_timestamp_ms: i64,
         build: impl FnOnce(i64, u64) -> Bytes,
     ) -> Result<i64> {
-        assert!(offset_count > 0, "a batch takes at least one offset");
         self.wait_for_room().await?;
+        self.sequence(stream_id, offset_count, max_timestamp_ms, build)?
+            .durable()
+            .await
+    }
+
+    /// The first half of an append, which never waits: assigns offsets and queues the batch in
+    /// the WAL. Calls made in some order get offsets in that order; the returned [`Appended`]
+    /// resolves once the batch is durable. Callers wait for room in the cache first
+    /// ([`Engine::wait_for_room`]).
+    pub fn sequence(
+        &self,
+        stream_id: StreamId,
+        offset_count: u32,
+        max_timestamp_ms: i64,
+        build: impl FnOnce(i64, u64) -> Bytes,
+    ) -> Result<Appended> {
+        assert!(offset_count > 0, "a batch takes at least one offset");
         let stream = self
             .stream(stream_id)
             .ok_or(StorageError::UnknownStream(stream_id))?;
@@ -334,29 +372,28 @@ impl Engine {
         let end_offset = base_offset + offset_count as i64;
         // Durability is tracked by a task of its own so that a producer that disconnects
         // mid-append cannot leave durable data invisible.
-        let stream2 = stream.clone();
+        let failed = self.failed.clone();
         let advance = tokio::spawn(async move {
             let result = durable.await.unwrap_or(Err(crate::wal::WalError::Closed));
-            if result.is_ok() {
-                let mut s = stream2.state.lock();
+            if result.is_err() {
+                failed.store(true, Ordering::Release);
+            } else {
+                let mut s = stream.state.lock();
                 if end_offset > s.durable_end {
                     s.durable_end = end_offset;
-                    stream2.durable.send_replace(end_offset);
+                    stream.durable.send_replace(end_offset);
                 }
             }
             result
         });
-        match advance.await {
-            Ok(Ok(())) => Ok(base_offset),
-            Ok(Err(e)) => {
-                self.failed.store(true, Ordering::Release);
-                Err(StorageError::Failed(e.to_string()))
-            }
-            Err(e) => Err(StorageError::Failed(e.to_string())),
-        }
+        Ok(Appended {
+            base_offset,
+            advance,
+        })
     }
 
-    async fn wait_for_room(&self) -> Result<()> {
+    /// Waits until the log cache has room for more appends (backpressure), or fails as busy.
+    pub async fn wait_for_room(&self) -> Result<()> {
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(self.config.append_wait_ms_max);
         loop {

@@ -12,7 +12,7 @@ pub mod stream;
 pub mod uploader;
 pub mod wal;
 
-pub use engine::{Engine, EngineConfig, ReadResult};
+pub use engine::{Appended, Engine, EngineConfig, ReadResult};
 pub use error::{Result, StorageError};
 pub use metadata::MetadataClient;
 pub use stream::{Stream, StreamOffsets};

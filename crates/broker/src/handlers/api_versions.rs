@@ -6,7 +6,22 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
 use crate::versions::SUPPORTED;
 
-pub fn handle(_version: i16, _request: ApiVersionsRequest) -> ApiVersionsResponse {
+pub fn handle(version: i16, request: ApiVersionsRequest) -> ApiVersionsResponse {
+    let named = |s: &str| {
+        let b = s.as_bytes();
+        let inner = |c: &u8| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.';
+        !b.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && b.iter().all(inner)
+    };
+    // From v3 clients name themselves, and Kafka refuses names outside its pattern.
+    if version >= 3
+        && !(named(&request.client_software_name) && named(&request.client_software_version))
+    {
+        return ApiVersionsResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    }
     ApiVersionsResponse::default().with_api_keys(api_keys())
 }
 

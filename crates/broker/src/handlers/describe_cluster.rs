@@ -4,9 +4,25 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::Broker;
+use kafka_protocol::error::ResponseError;
 
-pub fn handle(broker: &Broker, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+use crate::{acl, Broker};
+
+pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClusterResponse {
+    // This listener serves brokers' endpoints (type 1); controllers have their own.
+    match request.endpoint_type {
+        1 => {}
+        2 => {
+            return DescribeClusterResponse::default()
+                .with_error_code(ResponseError::MismatchedEndpointType.code())
+                .with_endpoint_type(request.endpoint_type)
+        }
+        _ => {
+            return DescribeClusterResponse::default()
+                .with_error_code(ResponseError::UnsupportedEndpointType.code())
+                .with_endpoint_type(request.endpoint_type)
+        }
+    }
     let image = broker.meta.image().read();
     let brokers = image
         .brokers
@@ -23,5 +39,10 @@ pub fn handle(broker: &Broker, _request: DescribeClusterRequest) -> DescribeClus
         .with_cluster_id(StrBytes::from_string(broker.config.cluster_id.clone()))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_brokers(brokers)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_endpoint_type(request.endpoint_type)
+        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
+            acl::CLUSTER_OPERATIONS
+        } else {
+            acl::NOT_PROVIDED
+        })
 }

@@ -11,11 +11,22 @@ use strata_meta::controller::validate_topic_name;
 use strata_meta::image::{MetadataImage, TopicImage};
 use uuid::Uuid;
 
-use crate::{topics, Broker};
+use crate::{acl, topics, Broker};
 
 pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
     // Before v4 there is no flag and every request may auto-create.
     let may_create = version < 4 || request.allow_auto_topic_creation;
+    let topic_ops = if version >= 8 && request.include_topic_authorized_operations {
+        acl::TOPIC_OPERATIONS
+    } else {
+        acl::NOT_PROVIDED
+    };
+    let cluster_ops =
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            acl::CLUSTER_OPERATIONS
+        } else {
+            acl::NOT_PROVIDED
+        };
     let mut results = Vec::new();
     // Before v1 an empty list means every topic; from v1 on that is a null list.
     let all = request.topics.is_none()
@@ -23,7 +34,7 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
     match request.topics.as_ref().filter(|_| !all) {
         None => {
             let image = broker.meta.image().read();
-            results.extend(image.topics.values().map(|t| topic_result(broker, t)));
+            results.extend(image.topics.values().map(|t| topic_result(t, topic_ops)));
         }
         Some(requested) => {
             for t in requested {
@@ -33,6 +44,7 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
                         t.name.as_ref().map(|n| n.0.to_string()),
                         t.topic_id,
                         may_create,
+                        topic_ops,
                     )
                     .await,
                 );
@@ -47,7 +59,7 @@ pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> 
         )))
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_topics(results)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(cluster_ops)
 }
 
 async fn requested_topic(
@@ -55,6 +67,7 @@ async fn requested_topic(
     name: Option<String>,
     topic_id: Uuid,
     may_create: bool,
+    topic_ops: i32,
 ) -> MetadataResponseTopic {
     let error = |code: i16, name: Option<String>| {
         MetadataResponseTopic::default()
@@ -81,7 +94,7 @@ async fn requested_topic(
     }
     let image = broker.meta.image().read();
     match image.topic_by_name(&name) {
-        Some(topic) => topic_result(broker, topic),
+        Some(topic) => topic_result(topic, topic_ops),
         None => error(ResponseError::UnknownTopicOrPartition.code(), Some(name)),
     }
 }
@@ -100,7 +113,7 @@ fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
         .collect()
 }
 
-fn topic_result(_broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
+fn topic_result(topic: &TopicImage, topic_ops: i32) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .values()
@@ -118,5 +131,5 @@ fn topic_result(_broker: &Broker, topic: &TopicImage) -> MetadataResponseTopic {
         .with_topic_id(topic.topic_id)
         .with_is_internal(topic.name.starts_with("__"))
         .with_partitions(partitions)
-        .with_topic_authorized_operations(i32::MIN)
+        .with_topic_authorized_operations(topic_ops)
 }

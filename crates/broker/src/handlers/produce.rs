@@ -1,76 +1,122 @@
 //! Produce: validate each partition's record batches, assign offsets, make them durable in the
-//! WAL, answer. Partitions of one request are appended concurrently so that they share a group
-//! commit; batches of one partition go in order.
+//! WAL, answer. Two phases: [`sequence`] validates and assigns offsets to every batch of the
+//! request without waiting on the WAL; the future it returns waits for durability and builds the
+//! answer. A connection sequences its requests one after another but lets their durability waits
+//! overlap, so pipelined requests share group commits and are never reordered.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use futures::future::join_all;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use strata_protocol::batch::{stamp, validate_batches};
+use strata_storage::{Appended, StorageError};
+use uuid::Uuid;
 
 use crate::{errors, topics, Broker};
 
+type PartitionError = (i16, Option<String>);
+
+/// One partition's batches, sequenced (or refused).
+struct Sequenced {
+    index: i32,
+    stream_id: u64,
+    appended: Result<Vec<Appended>, PartitionError>,
+    append_time_ms: i64,
+}
+
 pub async fn handle(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     version: i16,
     request: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    sequence(broker, version, request).await.await
+}
+
+/// Assigns offsets to every batch of the request, in request order; the returned future resolves
+/// to the response (none for acks=0) once the batches are durable.
+pub async fn sequence(
+    broker: &Arc<Broker>,
+    version: i16,
+    request: ProduceRequest,
+) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = request.acks;
-    let mut topic_futures = Vec::with_capacity(request.topic_data.len());
+    // Backpressure applies before anything is sequenced, so order never depends on it.
+    let room = if matches!(acks, -1..=1) {
+        broker
+            .engine
+            .wait_for_room()
+            .await
+            .map_err(|e| storage_error(&e))
+    } else {
+        Err((
+            ResponseError::InvalidRequiredAcks.code(),
+            Some(format!("acks={acks} is not -1, 0 or 1")),
+        ))
+    };
+    let mut topics_out: Vec<(TopicName, Uuid, Vec<Sequenced>)> =
+        Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
         let name = if version >= 13 {
             topics::name_for_id(&broker.meta.image().read(), topic.topic_id)
         } else {
             Some(topic.name.0.to_string())
         };
-        topic_futures.push(async move {
-            let partitions = join_all(topic.partition_data.into_iter().map(|p| {
-                let name = name.clone();
-                async move {
-                    let response = PartitionProduceResponse::default().with_index(p.index);
-                    let Some(name) = name else {
-                        return response.with_error_code(ResponseError::UnknownTopicId.code());
-                    };
-                    match produce_partition(broker, &name, p.index, p.records).await {
-                        Ok((base_offset, log_start_offset, append_time)) => response
-                            .with_base_offset(base_offset)
-                            .with_log_start_offset(log_start_offset)
-                            .with_log_append_time_ms(append_time),
-                        Err((code, message)) => response
-                            .with_error_code(code)
-                            .with_base_offset(-1)
-                            .with_error_message(message.map(StrBytes::from_string)),
-                    }
+        let partitions = topic
+            .partition_data
+            .into_iter()
+            .map(|p| {
+                let refused = |e: PartitionError| Sequenced {
+                    index: p.index,
+                    stream_id: 0,
+                    appended: Err(e),
+                    append_time_ms: -1,
+                };
+                let Some(name) = &name else {
+                    return refused((ResponseError::UnknownTopicId.code(), None));
+                };
+                if let Err(e) = &room {
+                    return refused(e.clone());
                 }
-            }))
-            .await;
-            TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_topic_id(topic.topic_id)
-                .with_partition_responses(partitions)
-        });
+                sequence_partition(broker, name, p.index, p.records).unwrap_or_else(refused)
+            })
+            .collect();
+        topics_out.push((topic.name, topic.topic_id, partitions));
     }
-    let responses = join_all(topic_futures).await;
-    if acks == 0 {
-        return None;
+    let broker = broker.clone();
+    async move {
+        let mut responses = Vec::with_capacity(topics_out.len());
+        for (name, topic_id, partitions) in topics_out {
+            let mut out = Vec::with_capacity(partitions.len());
+            for p in partitions {
+                out.push(complete(&broker, p).await);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_topic_id(topic_id)
+                    .with_partition_responses(out),
+            );
+        }
+        if acks == 0 {
+            return None;
+        }
+        metrics::counter!("strata_produce_requests_total").increment(1);
+        Some(ProduceResponse::default().with_responses(responses))
     }
-    metrics::counter!("strata_produce_requests_total").increment(1);
-    Some(ProduceResponse::default().with_responses(responses))
 }
 
-type PartitionError = (i16, Option<String>);
-
-/// Appends one partition's batches; `(base offset, log start offset, log append time or -1)`.
-async fn produce_partition(
+/// Validates one partition's batches and sequences them into its stream.
+fn sequence_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<(i64, i64, i64), PartitionError> {
+) -> Result<Sequenced, PartitionError> {
     let (target, batch_bytes_max, append_time) = {
         let image = broker.meta.image().read();
         let t = image
@@ -90,12 +136,12 @@ async fn produce_partition(
     let batches = validate_batches(&records, batch_bytes_max)
         .map_err(|e| (errors::batch(&e), Some(e.to_string())))?;
     let append_time_ms = append_time.then(now_ms);
-    let mut first_base = None;
+    let mut appended = Vec::with_capacity(batches.len());
     for (header, bytes) in batches {
         let max_timestamp = append_time_ms.unwrap_or(header.max_timestamp);
-        let base = broker
+        let a = broker
             .engine
-            .append(
+            .sequence(
                 target.stream_id,
                 header.offset_count() as u32,
                 max_timestamp,
@@ -105,21 +151,53 @@ async fn produce_partition(
                     copy.freeze()
                 },
             )
-            .await
             .map_err(|e| (errors::storage(&e), Some(e.to_string())))?;
-        first_base.get_or_insert(base);
         metrics::counter!("strata_produce_bytes_total").increment(bytes.len() as u64);
+        appended.push(a);
+    }
+    Ok(Sequenced {
+        index: partition,
+        stream_id: target.stream_id,
+        appended: Ok(appended),
+        append_time_ms: append_time_ms.unwrap_or(-1),
+    })
+}
+
+/// Waits for a partition's batches to be durable and answers for it.
+async fn complete(broker: &Broker, p: Sequenced) -> PartitionProduceResponse {
+    let response = PartitionProduceResponse::default().with_index(p.index);
+    let failed = |(code, message): PartitionError| {
+        PartitionProduceResponse::default()
+            .with_index(p.index)
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_error_message(message.map(StrBytes::from_string))
+    };
+    let appended = match p.appended {
+        Ok(a) => a,
+        Err(e) => return failed(e),
+    };
+    let mut base_offset = -1;
+    for (i, a) in appended.into_iter().enumerate() {
+        match a.durable().await {
+            Ok(base) if i == 0 => base_offset = base,
+            Ok(_) => {}
+            Err(e) => return failed(storage_error(&e)),
+        }
     }
     let start = broker
         .engine
-        .offsets(target.stream_id)
+        .offsets(p.stream_id)
         .map(|o| o.start_offset)
         .unwrap_or(0);
-    Ok((
-        first_base.unwrap_or(-1),
-        start,
-        append_time_ms.unwrap_or(-1),
-    ))
+    response
+        .with_base_offset(base_offset)
+        .with_log_start_offset(start)
+        .with_log_append_time_ms(p.append_time_ms)
+}
+
+fn storage_error(e: &StorageError) -> PartitionError {
+    (errors::storage(e), Some(e.to_string()))
 }
 
 fn now_ms() -> i64 {
