@@ -83,11 +83,11 @@ pub struct Engine {
     pub(crate) streams: RwLock<HashMap<StreamId, Arc<Stream>>>,
     /// Bytes in the log cache, and of those, bytes not yet in committed objects.
     pub(crate) cache_bytes: AtomicUsize,
-    pub(crate) pending_bytes: AtomicUsize,
+    pub(crate) pending_bytes: Arc<AtomicUsize>,
     /// Signalled when an upload frees room in the cache.
     pub(crate) room: Notify,
     /// Signalled when an upload should start now.
-    pub(crate) upload_now: Notify,
+    pub(crate) upload_now: Arc<Notify>,
     /// Serializes uploads: object commits are strictly ordered.
     pub(crate) upload_lock: tokio::sync::Mutex<()>,
     /// Set once a WAL write failed: nothing more is acknowledged until a restart recovers.
@@ -145,9 +145,9 @@ impl Engine {
             blocks,
             streams: RwLock::new(HashMap::new()),
             cache_bytes: AtomicUsize::new(0),
-            pending_bytes: AtomicUsize::new(0),
+            pending_bytes: Arc::new(AtomicUsize::new(0)),
             room: Notify::new(),
-            upload_now: Notify::new(),
+            upload_now: Arc::new(Notify::new()),
             upload_lock: tokio::sync::Mutex::new(()),
             failed: Arc::new(AtomicBool::new(false)),
         });
@@ -373,6 +373,8 @@ impl Engine {
         // Durability is tracked by a task of its own so that a producer that disconnects
         // mid-append cannot leave durable data invisible.
         let failed = self.failed.clone();
+        let (pending, upload_now) = (self.pending_bytes.clone(), self.upload_now.clone());
+        let full = self.config.log_cache_bytes_max;
         let advance = tokio::spawn(async move {
             let result = durable.await.unwrap_or(Err(crate::wal::WalError::Closed));
             if result.is_err() {
@@ -382,6 +384,12 @@ impl Engine {
                 if end_offset > s.durable_end {
                     s.durable_end = end_offset;
                     stream.durable.send_replace(end_offset);
+                }
+                drop(s);
+                // Only durable data can be uploaded: a full cache that found nothing to upload
+                // when it asked is asked again now that there is.
+                if pending.load(Ordering::Acquire) >= full {
+                    upload_now.notify_one();
                 }
             }
             result

@@ -1,9 +1,8 @@
-//! The `file` WAL backend: preallocated, zero-filled segments on a local or shared block volume,
+//! The `file` WAL backend: preallocated segments (trimmed ones reused) on a local or shared block volume,
 //! written by one thread that group-commits everything queued with a single `fdatasync`.
 //! Recovery reads segments in LSN order and stops at the first record that is not intact.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +17,6 @@ use super::{decode_all, encode, encoded_len, Durable, Lsn, Wal, WalError, WalRec
 
 /// A limit on one group commit, so one sync never waits behind an unbounded write.
 const GROUP_COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
-const ZERO_CHUNK_BYTES: usize = 1024 * 1024;
 const SPARE_NAME: &str = "spare.wal.tmp";
 
 #[derive(Clone, Debug)]
@@ -61,8 +59,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Reserves a segment quickly: blocks are allocated but unwritten, so the first pass over them
-/// costs extent conversions. Used only when no zero-filled spare is ready.
+/// Reserves a new segment's blocks so appends never wait for block allocation.
 fn allocate(path: &Path, bytes: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let file = OpenOptions::new()
@@ -74,23 +71,6 @@ fn allocate(path: &Path, bytes: u64) -> std::io::Result<()> {
     let rc = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, bytes as libc::off_t) };
     if rc != 0 {
         file.set_len(bytes)?;
-    }
-    file.sync_all()
-}
-
-/// Writes a zero-filled file of `bytes` so later writes need no block allocation.
-fn preallocate(path: &Path, bytes: u64) -> std::io::Result<()> {
-    let mut file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)?;
-    let zeros = vec![0u8; ZERO_CHUNK_BYTES];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(ZERO_CHUNK_BYTES as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
     }
     file.sync_all()
 }
@@ -190,7 +170,9 @@ struct Writer {
     file: File,
     position: u64,
     capacity: u64,
-    spare: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    /// A trimmed segment kept for reuse: its blocks are written already, so appending over it
+    /// costs no allocation and no zero-filling.
+    spare_ready: bool,
 }
 
 impl Writer {
@@ -206,30 +188,29 @@ impl Writer {
             file: File::open("/dev/null")?,
             position: 0,
             capacity: 0,
-            spare: None,
+            spare_ready: false,
         };
         let spare = writer.dir.join(SPARE_NAME);
-        let _ = fs::remove_file(&spare);
+        writer.spare_ready = fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes);
+        if !writer.spare_ready {
+            let _ = fs::remove_file(&spare);
+        }
         // A fresh segment after recovery: whatever torn tail the last one had stays behind
         // the chain break and is never read again.
         writer.roll(next_lsn, 0)?;
         Ok(writer)
     }
 
-    /// Starts a new segment whose first record is `first_lsn`, using the prepared spare.
+    /// Starts a new segment whose first record is `first_lsn`, reusing the spare if there is
+    /// one. A reused segment still holds old frames past what is written; their LSNs are below
+    /// anything in the chain, so recovery stops at them.
     fn roll(&mut self, first_lsn: Lsn, needed: u64) -> std::io::Result<()> {
         let path = self.dir.join(segment_name(first_lsn));
         let spare_path = self.dir.join(SPARE_NAME);
         let capacity = self.segment_bytes.max(needed);
-        let spare_ready = match self.spare.take() {
-            Some(handle) => handle
-                .join()
-                .map_err(|_| std::io::Error::other("spare thread"))?
-                .is_ok(),
-            None => false,
-        };
-        if spare_ready && capacity == self.segment_bytes {
+        if self.spare_ready && capacity == self.segment_bytes {
             fs::rename(&spare_path, &path)?;
+            self.spare_ready = false;
         } else {
             allocate(&path, capacity)?;
         }
@@ -239,8 +220,6 @@ impl Writer {
         self.capacity = capacity;
         self.segments.retain(|(lsn, _)| *lsn != first_lsn);
         self.segments.push((first_lsn, path));
-        let bytes = self.segment_bytes;
-        self.spare = Some(std::thread::spawn(move || preallocate(&spare_path, bytes)));
         Ok(())
     }
 
@@ -336,8 +315,14 @@ impl Writer {
     fn trim(&mut self, lsn: Lsn) -> std::io::Result<()> {
         let mut removed = 0;
         while self.segments.len() > 1 && self.segments[1].0 <= lsn {
-            fs::remove_file(&self.segments[0].1)?;
-            self.segments.remove(0);
+            let (_, path) = self.segments.remove(0);
+            let reusable = fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
+            if !self.spare_ready && reusable {
+                fs::rename(&path, self.dir.join(SPARE_NAME))?;
+                self.spare_ready = true;
+            } else {
+                fs::remove_file(&path)?;
+            }
             removed += 1;
         }
         if removed > 0 {
@@ -374,6 +359,12 @@ mod tests {
             durable.await.unwrap().unwrap();
         }
         wal.trim(10).await.unwrap();
+        // Rolling now reuses trimmed segments, whose old frames must never come back.
+        for i in 20..40 {
+            let (lsn, durable) = wal.append(record(2, i, b"abcdefghij")).unwrap();
+            assert_eq!(lsn, i as u64);
+            durable.await.unwrap().unwrap();
+        }
         wal.close().await;
 
         let (wal, recovered) = FileWal::open(config(dir.path(), 256)).unwrap();
@@ -382,9 +373,23 @@ mod tests {
             lsns.first().copied().unwrap() <= 10,
             "trim keeps what is at or above it"
         );
-        assert_eq!(*lsns.last().unwrap(), 19);
+        assert_eq!(*lsns.last().unwrap(), 39);
         assert!(lsns.windows(2).all(|w| w[1] == w[0] + 1));
-        assert_eq!(wal.next_lsn(), 20);
+        for (lsn, r) in &recovered {
+            let (stream, payload): (u64, &[u8]) = if *lsn < 20 {
+                (1, b"0123456789")
+            } else {
+                (2, b"abcdefghij")
+            };
+            assert_eq!(
+                (r.stream_id, r.base_offset, &r.payload[..]),
+                (stream, *lsn as i64, payload)
+            );
+        }
+        assert!(
+            dir.path().join(SPARE_NAME).exists() || list_segments(dir.path()).unwrap().len() > 1
+        );
+        assert_eq!(wal.next_lsn(), 40);
         wal.close().await;
     }
 

@@ -181,6 +181,7 @@ impl Writer {
     async fn run(self, mut ops: mpsc::UnboundedReceiver<Op>) {
         let window = Duration::from_millis(self.config.window_ms);
         while let Some(op) = ops.recv().await {
+            let opened = Instant::now();
             let deadline = tokio::time::Instant::now() + window;
             let mut buf = BytesMut::new();
             let mut waiting = Vec::new();
@@ -212,7 +213,7 @@ impl Writer {
                 let result = if self.failed.load(Ordering::Acquire) {
                     Err(WalError::Io("an earlier WAL write failed".into()))
                 } else {
-                    self.put(first, last, buf.freeze()).await
+                    self.put(first, last, buf.freeze(), opened).await
                 };
                 if let Err(e) = &result {
                     self.failed.store(true, Ordering::Release);
@@ -229,9 +230,16 @@ impl Writer {
         }
     }
 
-    async fn put(&self, first: Lsn, last: Lsn, bytes: Bytes) -> Result<(), WalError> {
+    /// Writes one window's object; `opened` is when its first append arrived, so the recorded
+    /// sync time is what an append waits: the window plus the PUT.
+    async fn put(
+        &self,
+        first: Lsn,
+        last: Lsn,
+        bytes: Bytes,
+        opened: Instant,
+    ) -> Result<(), WalError> {
         let path = object_name(&self.config.prefix, first, last);
-        let started = Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -248,7 +256,7 @@ impl Writer {
             tracing::warn!(%path, attempt, %error, "WAL object PUT failed; retrying");
             tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
         }
-        metrics::histogram!("strata_wal_sync_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("strata_wal_sync_seconds").record(opened.elapsed().as_secs_f64());
         metrics::counter!("strata_wal_bytes_written_total").increment(bytes.len() as u64);
         self.objects.lock().push((first, last, path));
         Ok(())
