@@ -21,7 +21,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// A limit on pipelined requests per connection, like Kafka's per-connection queueing.
-const INFLIGHT_MAX: usize = 32;
+/// The object WAL holds each produce for its window (250 ms), so a client's requests queue
+/// here; their bytes are bounded by the log cache, this bounds their count.
+const INFLIGHT_MAX: usize = 512;
 
 /// `(api, version, correlation id, body)` of a response to write; `None` for none (acks=0).
 type Reply = Option<(ApiKey, i16, i32, ResponseKind)>;

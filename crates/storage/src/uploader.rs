@@ -36,6 +36,47 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Lays out one object: each stream's entries as a range, indexed in chunks of about
+/// `chunk_bytes` so a cold read fetches little to find an offset.
+fn build_object(
+    parts: Vec<(u64, u64, Vec<(i64, i64, i64, Bytes)>)>,
+    chunk_bytes: usize,
+) -> (Bytes, Vec<StreamRange>) {
+    let mut builder = ObjectBuilder::default();
+    let mut ranges = Vec::with_capacity(parts.len());
+    for (stream_id, epoch, entries) in parts {
+        let position = builder.data_bytes() as u64;
+        let mut chunk: Vec<Bytes> = Vec::new();
+        let mut chunk_start = entries[0].0;
+        let mut chunk_size = 0;
+        let mut chunk_max_ts = i64::MIN;
+        for (i, (base, end, max_ts, bytes)) in entries.iter().enumerate() {
+            if chunk.is_empty() {
+                chunk_start = *base;
+            }
+            chunk.push(bytes.clone());
+            chunk_size += bytes.len();
+            chunk_max_ts = chunk_max_ts.max(*max_ts);
+            if chunk_size >= chunk_bytes || i + 1 == entries.len() {
+                builder.add_range(stream_id, chunk_start, *end, chunk_max_ts, &chunk);
+                chunk.clear();
+                chunk_size = 0;
+                chunk_max_ts = i64::MIN;
+            }
+        }
+        ranges.push(StreamRange {
+            stream_id,
+            epoch,
+            start_offset: entries[0].0,
+            end_offset: entries.last().expect("non-empty run").1,
+            max_timestamp_ms: entries.iter().map(|e| e.2).max().unwrap_or(-1),
+            position,
+            size_bytes: builder.data_bytes() as u64 - position,
+        });
+    }
+    (builder.finish().0, ranges)
+}
+
 impl Engine {
     /// Uploads on a timer, or at once when the cache asks; stops when `stop` changes.
     pub async fn run_uploader(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
@@ -114,39 +155,17 @@ impl Engine {
     }
 
     async fn upload_object(&self, runs: Vec<Run>) -> Result<()> {
-        let mut builder = ObjectBuilder::default();
-        let mut ranges = Vec::with_capacity(runs.len());
-        for run in &runs {
-            let position = builder.data_bytes() as u64;
-            let mut chunk: Vec<Bytes> = Vec::new();
-            let mut chunk_start = run.entries[0].0;
-            let mut chunk_bytes = 0;
-            let mut chunk_max_ts = i64::MIN;
-            for (i, (base, end, max_ts, bytes)) in run.entries.iter().enumerate() {
-                if chunk.is_empty() {
-                    chunk_start = *base;
-                }
-                chunk.push(bytes.clone());
-                chunk_bytes += bytes.len();
-                chunk_max_ts = chunk_max_ts.max(*max_ts);
-                if chunk_bytes >= self.config.object_chunk_bytes || i + 1 == run.entries.len() {
-                    builder.add_range(run.stream.id, chunk_start, *end, chunk_max_ts, &chunk);
-                    chunk.clear();
-                    chunk_bytes = 0;
-                    chunk_max_ts = i64::MIN;
-                }
-            }
-            ranges.push(StreamRange {
-                stream_id: run.stream.id,
-                epoch: run.epoch,
-                start_offset: run.entries[0].0,
-                end_offset: run.entries.last().expect("non-empty run").1,
-                max_timestamp_ms: run.entries.iter().map(|e| e.2).max().unwrap_or(-1),
-                position,
-                size_bytes: builder.data_bytes() as u64 - position,
-            });
-        }
-        let (object, _) = builder.finish();
+        // Copying and checksumming an upload's worth of data is CPU work: keep it off the
+        // threads that serve requests.
+        let parts: Vec<_> = runs
+            .iter()
+            .map(|r| (r.stream.id, r.epoch, r.entries.clone()))
+            .collect();
+        let chunk_bytes = self.config.object_chunk_bytes;
+        let (object, ranges) =
+            tokio::task::spawn_blocking(move || build_object(parts, chunk_bytes))
+                .await
+                .map_err(|e| StorageError::Failed(e.to_string()))?;
         let size_bytes = object.len() as u64;
 
         let prepared = self

