@@ -20,12 +20,15 @@ use crate::error::{Result, StorageError};
 use crate::object::format::ObjectBuilder;
 use crate::stream::Stream;
 
+/// `(base offset, end offset, max timestamp, bytes)` of a cached entry being uploaded.
+type UploadEntry = (i64, i64, i64, Bytes);
+
 /// One stream's durable entries not yet in an object.
 struct Run {
     stream: Arc<Stream>,
     epoch: u64,
     /// `(base, end, max timestamp, bytes)` per entry.
-    entries: Vec<(i64, i64, i64, Bytes)>,
+    entries: Vec<UploadEntry>,
     bytes: usize,
 }
 
@@ -39,7 +42,7 @@ pub(crate) fn now_ms() -> u64 {
 /// Lays out one object: each stream's entries as a range, indexed in chunks of about
 /// `chunk_bytes` so a cold read fetches little to find an offset.
 fn build_object(
-    parts: Vec<(u64, u64, Vec<(i64, i64, i64, Bytes)>)>,
+    parts: Vec<(u64, u64, Vec<UploadEntry>)>,
     chunk_bytes: usize,
 ) -> (Bytes, Vec<StreamRange>) {
     let mut builder = ObjectBuilder::default();
