@@ -27,6 +27,11 @@ pub fn partition(image: &MetadataImage, topic: &str, partition: i32) -> Result<P
     })
 }
 
+/// The ids of every registered broker.
+pub fn broker_ids(broker: &Broker) -> Vec<i32> {
+    broker.meta.image().read().brokers.keys().copied().collect()
+}
+
 pub fn name_for_id(image: &MetadataImage, topic_id: Uuid) -> Option<String> {
     image.topics.get(&topic_id).map(|t| t.name.clone())
 }

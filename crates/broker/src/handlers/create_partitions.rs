@@ -6,7 +6,7 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::protocol::StrBytes;
 use strata_meta::{controller, Command};
 
-use crate::{errors, Broker};
+use crate::{errors, topics, Broker};
 
 pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
@@ -19,14 +19,7 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
                 .read()
                 .topic_by_name(&topic.name.0)
                 .map_or(0, |t| t.partitions.len() as i32);
-            let brokers = broker
-                .meta
-                .image()
-                .read()
-                .brokers
-                .keys()
-                .copied()
-                .collect::<Vec<_>>();
+            let brokers = topics::broker_ids(broker);
             let unknown = assignments
                 .iter()
                 .flat_map(|a| &a.broker_ids)

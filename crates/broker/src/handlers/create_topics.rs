@@ -102,14 +102,7 @@ pub async fn handle(
 /// brokers that exist (never both). Strata keeps one copy on shared storage, so the factor is
 /// checked and reported, not replicated.
 fn check_replicas(broker: &Broker, topic: &CreatableTopic) -> Result<(), (ResponseError, String)> {
-    let brokers = broker
-        .meta
-        .image()
-        .read()
-        .brokers
-        .keys()
-        .copied()
-        .collect::<Vec<_>>();
+    let brokers = topics::broker_ids(broker);
     if !topic.assignments.is_empty() {
         if topic.num_partitions != -1 || topic.replication_factor != -1 {
             return Err((
