@@ -168,16 +168,24 @@ impl Engine {
         Ok(engine)
     }
 
+    /// The stream's state, made from the image if this node holds none yet. Never replaces a
+    /// stream already held: two callers racing to open it get the same one.
     fn load_stream(&self, id: StreamId) -> Option<Arc<Stream>> {
         let image = self.meta.image().read();
         let s = image.streams.get(&id)?;
-        let stream = Arc::new(Stream::new(
-            id,
-            s.epoch,
-            s.start_offset,
-            s.committed_end_offset,
-        ));
-        self.streams.write().insert(id, stream.clone());
+        let stream = self
+            .streams
+            .write()
+            .entry(id)
+            .or_insert_with(|| {
+                Arc::new(Stream::new(
+                    id,
+                    s.epoch,
+                    s.start_offset,
+                    s.committed_end_offset,
+                ))
+            })
+            .clone();
         Some(stream)
     }
 
@@ -261,11 +269,6 @@ impl Engine {
         if !owned {
             return None;
         }
-        let streams = self.streams.write();
-        if let Some(s) = streams.get(&id) {
-            return Some(s.clone());
-        }
-        drop(streams);
         self.load_stream(id)
     }
 
