@@ -4,6 +4,7 @@
 pub mod acl;
 pub mod errors;
 pub mod fetch_session;
+pub mod groups;
 pub mod handlers;
 pub mod records;
 pub mod retention;
@@ -13,6 +14,7 @@ pub mod versions;
 
 use std::sync::Arc;
 
+use strata_coordinator::GroupConfig;
 use strata_meta::NodeId;
 use strata_storage::{Engine, MetadataClient};
 
@@ -35,6 +37,12 @@ pub struct BrokerConfig {
     pub fetch_wait_ms_max: u64,
     /// `max.incremental.fetch.session.cache.slots`
     pub fetch_sessions_max: usize,
+    /// Group coordinator settings (`group.*`, `offsets.*`).
+    pub groups: GroupConfig,
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_partitions: i32,
+    /// Records written to a `__consumer_offsets` partition before it is compacted.
+    pub offsets_compaction_records_min: usize,
 }
 
 impl Default for BrokerConfig {
@@ -50,6 +58,9 @@ impl Default for BrokerConfig {
             message_max_bytes: 1_048_588,
             fetch_wait_ms_max: 30_000,
             fetch_sessions_max: 1_000,
+            groups: GroupConfig::default(),
+            offsets_topic_partitions: 50,
+            offsets_compaction_records_min: 10_000,
         }
     }
 }
@@ -60,6 +71,7 @@ pub struct Broker {
     pub engine: Arc<Engine>,
     pub meta: Arc<dyn MetadataClient>,
     pub fetch_sessions: fetch_session::FetchSessions,
+    pub groups: groups::GroupCoordinator,
 }
 
 impl Broker {
@@ -69,11 +81,17 @@ impl Broker {
         meta: Arc<dyn MetadataClient>,
     ) -> Arc<Broker> {
         let fetch_sessions = fetch_session::FetchSessions::new(config.fetch_sessions_max);
+        let groups = groups::GroupCoordinator::new(
+            config.groups.clone(),
+            config.offsets_topic_partitions,
+            config.offsets_compaction_records_min,
+        );
         Arc::new(Broker {
             config,
             engine,
             meta,
             fetch_sessions,
+            groups,
         })
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use strata_coordinator::GroupConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,6 +96,36 @@ pub struct Settings {
     /// How often object GC runs. Default 30000.
     #[arg(long, env = "STRATA_GC_INTERVAL_MS")]
     pub gc_interval_ms: Option<u64>,
+    /// Kafka's group.initial.rebalance.delay.ms. Default 3000.
+    #[arg(long, env = "STRATA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Kafka's group.min.session.timeout.ms. Default 6000.
+    #[arg(long, env = "STRATA_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Kafka's group.max.session.timeout.ms. Default 1800000.
+    #[arg(long, env = "STRATA_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<i32>,
+    /// Kafka's group.max.size. Default unlimited.
+    #[arg(long, env = "STRATA_GROUP_MAX_SIZE")]
+    pub group_max_size: Option<usize>,
+    /// Kafka's group.consumer.session.timeout.ms (KIP-848 groups). Default 45000.
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<i32>,
+    /// Kafka's group.consumer.heartbeat.interval.ms (KIP-848 groups). Default 5000.
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Kafka's offsets.topic.num.partitions. Default 50.
+    #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    pub offsets_topic_num_partitions: Option<i32>,
+    /// Kafka's offsets.retention.minutes. Default 10080 (7 days).
+    #[arg(long, env = "STRATA_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
+    /// Kafka's offsets.retention.check.interval.ms. Default 600000.
+    #[arg(long, env = "STRATA_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
+    /// Records written to a __consumer_offsets partition before it is compacted. Default 10000.
+    #[arg(long, env = "STRATA_OFFSETS_COMPACTION_RECORDS")]
+    pub offsets_compaction_records: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +159,9 @@ pub struct Config {
     pub retention_check_interval_ms: u64,
     pub object_gc_grace_ms: u64,
     pub gc_interval_ms: u64,
+    pub groups: GroupConfig,
+    pub offsets_topic_partitions: i32,
+    pub offsets_compaction_records: usize,
 }
 
 impl Config {
@@ -138,6 +172,7 @@ impl Config {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
             None => Settings::default(),
         };
+        let groups = groups(&cli, &file);
         let listen = cli
             .listen
             .or(file.listen)
@@ -218,8 +253,25 @@ impl Config {
                 .or(file.object_gc_grace_ms)
                 .unwrap_or(60_000),
             gc_interval_ms: cli.gc_interval_ms.or(file.gc_interval_ms).unwrap_or(30_000),
+            groups,
+            offsets_topic_partitions: cli
+                .offsets_topic_num_partitions
+                .or(file.offsets_topic_num_partitions)
+                .unwrap_or(50),
+            offsets_compaction_records: cli
+                .offsets_compaction_records
+                .or(file.offsets_compaction_records)
+                .unwrap_or(10_000),
             data_dir,
         };
+        anyhow::ensure!(
+            config.offsets_topic_partitions >= 1,
+            "offsets-topic-num-partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            config.groups.min_session_timeout_ms <= config.groups.max_session_timeout_ms,
+            "group-min-session-timeout-ms must not exceed group-max-session-timeout-ms"
+        );
         anyhow::ensure!(
             config.num_partitions >= 1,
             "num-partitions must be at least 1"
@@ -241,6 +293,46 @@ impl Config {
             anyhow::anyhow!("--advertise must be HOST:PORT, not {}", self.advertise)
         })?;
         Ok((host.trim_matches(['[', ']']).to_string(), port.parse()?))
+    }
+}
+
+/// The group coordinator's settings, each layered like the rest.
+fn groups(cli: &Settings, file: &Settings) -> GroupConfig {
+    let d = GroupConfig::default();
+    GroupConfig {
+        initial_rebalance_delay_ms: cli
+            .group_initial_rebalance_delay_ms
+            .or(file.group_initial_rebalance_delay_ms)
+            .unwrap_or(d.initial_rebalance_delay_ms),
+        min_session_timeout_ms: cli
+            .group_min_session_timeout_ms
+            .or(file.group_min_session_timeout_ms)
+            .unwrap_or(d.min_session_timeout_ms),
+        max_session_timeout_ms: cli
+            .group_max_session_timeout_ms
+            .or(file.group_max_session_timeout_ms)
+            .unwrap_or(d.max_session_timeout_ms),
+        max_size: cli
+            .group_max_size
+            .or(file.group_max_size)
+            .unwrap_or(d.max_size),
+        consumer_session_timeout_ms: cli
+            .group_consumer_session_timeout_ms
+            .or(file.group_consumer_session_timeout_ms)
+            .unwrap_or(d.consumer_session_timeout_ms),
+        consumer_heartbeat_interval_ms: cli
+            .group_consumer_heartbeat_interval_ms
+            .or(file.group_consumer_heartbeat_interval_ms)
+            .unwrap_or(d.consumer_heartbeat_interval_ms),
+        offsets_retention_ms: cli
+            .offsets_retention_minutes
+            .or(file.offsets_retention_minutes)
+            .map_or(d.offsets_retention_ms, |m| m * 60_000),
+        offsets_retention_check_interval_ms: cli
+            .offsets_retention_check_interval_ms
+            .or(file.offsets_retention_check_interval_ms)
+            .unwrap_or(d.offsets_retention_check_interval_ms),
+        ..d
     }
 }
 

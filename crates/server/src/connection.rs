@@ -105,7 +105,7 @@ pub async fn serve(
                 return;
             }
         }
-        let reply = handlers::handle(&broker, request)
+        let reply = handlers::handle(&broker, request, &peer)
             .await
             .map(|body| (api_key, version, correlation_id, body));
         if write(&mut writer, &peer, reply).await.is_err() {

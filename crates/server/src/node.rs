@@ -88,11 +88,16 @@ pub async fn run(
             auto_create_topics: config.auto_create_topics,
             num_partitions: config.num_partitions,
             message_max_bytes: config.message_max_bytes,
+            groups: config.groups.clone(),
+            offsets_topic_partitions: config.offsets_topic_partitions,
+            offsets_compaction_records_min: config.offsets_compaction_records,
             ..BrokerConfig::default()
         },
         engine.clone(),
         meta,
     );
+    // Group state is loaded before clients come, so sessions and expiry run from the start.
+    broker.groups.start_if_present(&broker).await;
 
     let (stop, stopped) = watch::channel(false);
     let background = vec![

@@ -1,0 +1,87 @@
+//! FindCoordinator: which broker coordinates a group — the leader of the group's
+//! `__consumer_offsets` partition. Transactional ids have no coordinator yet.
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::groups::OFFSETS_TOPIC;
+use crate::Broker;
+
+const GROUP_KEY: i8 = 0;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let keys: Vec<StrBytes> = if version >= 4 {
+        req.coordinator_keys.clone()
+    } else {
+        vec![req.key.clone()]
+    };
+    let mut coordinators = Vec::with_capacity(keys.len());
+    for key in keys {
+        coordinators.push(find(broker, req.key_type, key).await);
+    }
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let c = coordinators.pop().unwrap_or_default();
+    let mut response = FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port);
+    if version >= 1 {
+        response.error_message = c.error_message;
+    }
+    response
+}
+
+async fn find(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
+    let fail = |e: ResponseError, message: &str| {
+        Coordinator::default()
+            .with_key(key.clone())
+            .with_node_id(BrokerId(-1))
+            .with_port(-1)
+            .with_error_code(e.code())
+            .with_error_message(Some(message.to_string().into()))
+    };
+    if key_type != GROUP_KEY {
+        return fail(
+            ResponseError::CoordinatorNotAvailable,
+            "only group coordinators are served",
+        );
+    }
+    if key.is_empty() {
+        return fail(ResponseError::InvalidRequest, "the group id is empty");
+    }
+    let partition = match broker.groups.partition_of(broker, &key).await {
+        Ok(p) => p,
+        Err(_) => {
+            return fail(
+                ResponseError::CoordinatorNotAvailable,
+                "the group coordinator is starting",
+            )
+        }
+    };
+    let image = broker.meta.image().read();
+    let leader = image
+        .partition(OFFSETS_TOPIC, partition)
+        .and_then(|p| image.brokers.get(&p.leader));
+    match leader {
+        Some(b) => Coordinator::default()
+            .with_key(key)
+            .with_node_id(BrokerId(b.node_id))
+            .with_host(b.host.clone().into())
+            .with_port(b.port),
+        None => fail(
+            ResponseError::CoordinatorNotAvailable,
+            "the group's partition has no leader",
+        ),
+    }
+}

@@ -1,0 +1,312 @@
+//! The group coordinator for one `__consumer_offsets` partition: every group whose id hashes
+//! there, their committed offsets, and the timers that drive them.
+//!
+//! Invariants the runtime relies on:
+//! 1. Persistent state (offsets, KIP-848 groups) changes only by [`GroupShard::replay`]; a
+//!    handler that writes records replays them itself before returning them.
+//! 2. Classic groups also change in memory while they rebalance; their record is a checkpoint
+//!    written when a rebalance completes, replayed only when the shard is loaded.
+//! 3. Every reply in [`Effects::replies`] may be sent only once every record in
+//!    [`Effects::records`] of that call and of every earlier call is durable.
+//! 4. The shard never reads a clock or does I/O; time comes in as `now_ms`.
+
+pub mod admin;
+pub mod assignor;
+pub mod classic;
+pub mod consumer;
+pub mod offsets;
+pub mod records;
+pub mod timers;
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
+use uuid::Uuid;
+
+use classic::ClassicGroup;
+use consumer::ConsumerGroup;
+use records::{GroupRecord, OffsetValue, RecordKey, RecordValue};
+use timers::{TimerKey, Timers};
+
+/// Kafka's broker settings for groups, with their names.
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size`
+    pub max_size: usize,
+    /// `offset.metadata.max.bytes`
+    pub offset_metadata_max_bytes: usize,
+    /// `offsets.retention.minutes`, in ms.
+    pub offsets_retention_ms: u64,
+    /// `offsets.retention.check.interval.ms`
+    pub offsets_retention_check_interval_ms: u64,
+    /// `group.consumer.session.timeout.ms`
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`
+    pub consumer_heartbeat_interval_ms: i32,
+    /// `group.consumer.max.size`
+    pub consumer_max_size: usize,
+    /// `group.consumer.assignors`: the first is the default.
+    pub consumer_assignors: Vec<String>,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: i32::MAX as usize,
+            offset_metadata_max_bytes: 4_096,
+            offsets_retention_ms: 7 * 24 * 3_600_000,
+            offsets_retention_check_interval_ms: 600_000,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_max_size: i32::MAX as usize,
+            consumer_assignors: vec!["uniform".into(), "range".into()],
+        }
+    }
+}
+
+/// What the shard may know of topics: their ids and partition counts.
+pub trait TopicLookup {
+    fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
+    fn by_id(&self, id: Uuid) -> Option<(String, i32)>;
+}
+
+/// Names a request whose reply the shard may send later (JoinGroup, SyncGroup).
+pub type ReplyId = u64;
+
+#[derive(Debug)]
+pub enum Deferred {
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+}
+
+/// What a call asks of the runtime: records to append, then replies to send once durable.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub records: Vec<GroupRecord>,
+    pub replies: Vec<(ReplyId, Deferred)>,
+}
+
+pub enum Group {
+    Classic(ClassicGroup),
+    Consumer(ConsumerGroup),
+}
+
+impl Group {
+    pub fn state_name(&self) -> &'static str {
+        match self {
+            Group::Classic(g) => g.state.name(),
+            Group::Consumer(g) => g.state_name(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Group::Classic(g) => g.members.is_empty() && g.pending_members.is_empty(),
+            Group::Consumer(g) => g.members.is_empty(),
+        }
+    }
+}
+
+pub struct GroupShard {
+    pub(crate) config: GroupConfig,
+    pub(crate) groups: BTreeMap<String, Group>,
+    /// Committed offsets by group, then by (topic, partition).
+    pub(crate) offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
+    pub(crate) timers: Timers,
+    pub(crate) new_id: Box<dyn FnMut() -> Uuid + Send>,
+}
+
+impl GroupShard {
+    pub fn new(config: GroupConfig) -> GroupShard {
+        Self::with_ids(config, Box::new(Uuid::new_v4))
+    }
+
+    /// A shard whose member ids come from `new_id` (deterministic in tests).
+    pub fn with_ids(config: GroupConfig, new_id: Box<dyn FnMut() -> Uuid + Send>) -> GroupShard {
+        GroupShard {
+            config,
+            groups: BTreeMap::new(),
+            offsets: BTreeMap::new(),
+            timers: Timers::default(),
+            new_id,
+        }
+    }
+
+    /// Applies one record. Loading a shard is replaying its partition from the start.
+    pub fn replay(&mut self, record: &GroupRecord) {
+        let group = record.key.group().to_string();
+        match (&record.key, &record.value) {
+            (
+                RecordKey::Offset {
+                    topic, partition, ..
+                },
+                Some(RecordValue::Offset(v)),
+            ) => {
+                // A commit outside group management makes a simple group, as in Kafka.
+                self.groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::Classic(ClassicGroup::new(&group, v.commit_ms)));
+                self.offsets
+                    .entry(group)
+                    .or_default()
+                    .insert((topic.clone(), *partition), v.clone());
+            }
+            (
+                RecordKey::Offset {
+                    topic, partition, ..
+                },
+                None,
+            ) => {
+                if let Some(o) = self.offsets.get_mut(&group) {
+                    o.remove(&(topic.clone(), *partition));
+                    if o.is_empty() {
+                        self.offsets.remove(&group);
+                    }
+                }
+            }
+            (RecordKey::ClassicGroup { .. }, Some(RecordValue::ClassicGroup(v))) => {
+                self.groups
+                    .insert(group.clone(), Group::Classic(ClassicGroup::load(&group, v)));
+            }
+            (RecordKey::ClassicGroup { .. }, None) => {
+                if matches!(self.groups.get(&group), Some(Group::Classic(_))) {
+                    self.groups.remove(&group);
+                }
+            }
+            (key, value) => consumer::replay(self, key, value.as_ref()),
+        }
+    }
+
+    /// Called once the partition has been replayed: starts the timers of what was loaded.
+    pub fn loaded(&mut self, now_ms: u64) {
+        for (id, group) in &self.groups {
+            match group {
+                Group::Classic(g) => {
+                    for m in g.members.values() {
+                        self.timers.schedule(
+                            TimerKey::Session {
+                                group: id.clone(),
+                                member: m.member_id.clone(),
+                            },
+                            now_ms + m.session_timeout_ms.max(0) as u64,
+                        );
+                    }
+                }
+                Group::Consumer(g) => {
+                    for m in g.members.keys() {
+                        self.timers.schedule(
+                            TimerKey::ConsumerSession {
+                                group: id.clone(),
+                                member: m.clone(),
+                            },
+                            now_ms + self.config.consumer_session_timeout_ms as u64,
+                        );
+                    }
+                }
+            }
+        }
+        self.timers.schedule(
+            TimerKey::OffsetExpiry,
+            now_ms + self.config.offsets_retention_check_interval_ms,
+        );
+    }
+
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.timers.next_deadline_ms()
+    }
+
+    /// Fires every timer due at `now_ms`.
+    pub fn tick(&mut self, now_ms: u64, topics: &dyn TopicLookup) -> Effects {
+        let mut fx = Effects::default();
+        while let Some(key) = self.timers.pop_due(now_ms) {
+            match key {
+                TimerKey::Session { group, member } => {
+                    self.classic_session_expired(now_ms, &group, &member, &mut fx)
+                }
+                TimerKey::PendingMember { group, member } => {
+                    self.classic_pending_expired(now_ms, &group, &member, &mut fx)
+                }
+                TimerKey::Join { group } => self.classic_join_deadline(now_ms, &group, &mut fx),
+                TimerKey::Sync { group } => self.classic_sync_deadline(now_ms, &group, &mut fx),
+                TimerKey::ConsumerSession { group, member }
+                | TimerKey::ConsumerRebalance { group, member } => {
+                    self.consumer_member_expired(now_ms, &group, &member, topics, &mut fx)
+                }
+                TimerKey::OffsetExpiry => {
+                    self.expire_offsets(now_ms, &mut fx);
+                    self.timers.schedule(
+                        TimerKey::OffsetExpiry,
+                        now_ms + self.config.offsets_retention_check_interval_ms,
+                    );
+                }
+            }
+        }
+        fx
+    }
+
+    /// The live state as records: replaying them alone rebuilds this shard's persistent state.
+    /// Written at the tail before the partition's older records are trimmed away.
+    pub fn snapshot(&self) -> Vec<GroupRecord> {
+        let mut out = Vec::new();
+        for (id, group) in &self.groups {
+            match group {
+                Group::Classic(g) => {
+                    if let Some(v) = &g.checkpoint {
+                        out.push(GroupRecord::put(
+                            RecordKey::ClassicGroup { group: id.clone() },
+                            RecordValue::ClassicGroup(v.clone()),
+                        ));
+                    }
+                }
+                Group::Consumer(g) => out.extend(g.records(id)),
+            }
+        }
+        for (group, offsets) in &self.offsets {
+            for ((topic, partition), v) in offsets {
+                out.push(GroupRecord::put(
+                    RecordKey::Offset {
+                        group: group.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    },
+                    RecordValue::Offset(v.clone()),
+                ));
+            }
+        }
+        out
+    }
+
+    /// How many records [`GroupShard::snapshot`] would write.
+    pub fn live_records(&self) -> usize {
+        self.offsets.values().map(|o| o.len()).sum::<usize>()
+            + self
+                .groups
+                .values()
+                .map(|g| match g {
+                    Group::Classic(g) => g.checkpoint.is_some() as usize,
+                    Group::Consumer(g) => 2 + 2 * g.members.len(),
+                })
+                .sum::<usize>()
+    }
+
+    /// Appends `records` to `fx` after replaying them (invariant 1).
+    pub(crate) fn emit(&mut self, fx: &mut Effects, records: Vec<GroupRecord>) {
+        for r in &records {
+            self.replay(r);
+        }
+        fx.records.extend(records);
+    }
+
+    pub fn group(&self, id: &str) -> Option<&Group> {
+        self.groups.get(id)
+    }
+}

@@ -1,0 +1,378 @@
+//! Committed offsets: OffsetCommit, OffsetFetch and OffsetDelete for one group, and their
+//! expiry after `offsets.retention.minutes`.
+
+use std::collections::BTreeSet;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+};
+
+use super::classic::{ClassicGroup, ClassicState};
+use super::records::{GroupRecord, OffsetValue, RecordKey, RecordValue};
+use super::timers::TimerKey;
+use super::{Effects, Group, GroupShard, TopicLookup};
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// One partition's committed offset as OffsetFetch reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+}
+
+impl GroupShard {
+    pub fn offset_commit(
+        &mut self,
+        now_ms: u64,
+        version: i16,
+        req: &OffsetCommitRequest,
+        topics: &dyn TopicLookup,
+    ) -> (OffsetCommitResponse, Effects) {
+        let mut fx = Effects::default();
+        let group_id = req.group_id.to_string();
+        let group_error = self.validate_commit(now_ms, version, req);
+        let mut records = Vec::new();
+        let mut response = OffsetCommitResponse::default();
+        for t in &req.topics {
+            let known = topics.by_name(&t.name);
+            let mut out = OffsetCommitResponseTopic::default().with_name(t.name.clone());
+            for p in &t.partitions {
+                let error = if let Err(e) = group_error {
+                    e
+                } else if !known
+                    .is_some_and(|(_, n)| p.partition_index >= 0 && p.partition_index < n)
+                {
+                    code(ResponseError::UnknownTopicOrPartition)
+                } else if p
+                    .committed_metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
+                {
+                    code(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    records.push(GroupRecord::put(
+                        RecordKey::Offset {
+                            group: group_id.clone(),
+                            topic: t.name.to_string(),
+                            partition: p.partition_index,
+                        },
+                        RecordValue::Offset(OffsetValue {
+                            offset: p.committed_offset,
+                            leader_epoch: p.committed_leader_epoch,
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            commit_ms: now_ms,
+                        }),
+                    ));
+                    0
+                };
+                out.partitions.push(
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error),
+                );
+            }
+            response.topics.push(out);
+        }
+        if !records.is_empty() {
+            self.emit(&mut fx, records);
+        }
+        (response, fx)
+    }
+
+    /// Kafka's checks of who may commit for a group; makes a simple group for commits from
+    /// outside group management.
+    fn validate_commit(
+        &mut self,
+        now_ms: u64,
+        version: i16,
+        req: &OffsetCommitRequest,
+    ) -> Result<(), i16> {
+        let group_id = req.group_id.to_string();
+        let generation = req.generation_id_or_member_epoch;
+        let member_id = req.member_id.to_string();
+        if group_id.is_empty() {
+            return Err(code(ResponseError::InvalidGroupId));
+        }
+        let Some(group) = self.groups.get_mut(&group_id) else {
+            if generation < 0 {
+                self.groups.insert(
+                    group_id.clone(),
+                    Group::Classic(ClassicGroup::new(&group_id, now_ms)),
+                );
+                return Ok(());
+            }
+            return Err(if version >= 9 {
+                code(ResponseError::GroupIdNotFound)
+            } else {
+                code(ResponseError::IllegalGeneration)
+            });
+        };
+        match group {
+            Group::Classic(g) => {
+                if generation < 0 && g.state == ClassicState::Empty {
+                    return Ok(());
+                }
+                if let Some(iid) = &req.group_instance_id {
+                    if g.static_members
+                        .get(iid.as_str())
+                        .is_some_and(|m| *m != member_id)
+                    {
+                        return Err(code(ResponseError::FencedInstanceId));
+                    }
+                }
+                let Some(member) = g.members.get(&member_id) else {
+                    return Err(code(ResponseError::UnknownMemberId));
+                };
+                if generation != g.generation {
+                    return Err(code(ResponseError::IllegalGeneration));
+                }
+                if g.state == ClassicState::CompletingRebalance {
+                    return Err(code(ResponseError::RebalanceInProgress));
+                }
+                // A commit is as good as a heartbeat.
+                let session = member.session_timeout_ms.max(0) as u64;
+                self.timers.schedule(
+                    TimerKey::Session {
+                        group: group_id,
+                        member: member_id,
+                    },
+                    now_ms + session,
+                );
+                Ok(())
+            }
+            Group::Consumer(g) => {
+                if generation < 0 && member_id.is_empty() && g.members.is_empty() {
+                    return Ok(());
+                }
+                let Some(m) = g.members.get(&member_id) else {
+                    return Err(code(ResponseError::UnknownMemberId));
+                };
+                if generation != m.epoch {
+                    return Err(code(ResponseError::StaleMemberEpoch));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks an OffsetFetch made by a KIP-848 member (v9 and later).
+    pub fn validate_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> Result<(), i16> {
+        match self.groups.get(group_id) {
+            Some(Group::Consumer(g)) => match g.members.get(member_id) {
+                None => Err(code(ResponseError::UnknownMemberId)),
+                Some(m) if m.epoch != epoch => Err(code(ResponseError::StaleMemberEpoch)),
+                Some(_) => Ok(()),
+            },
+            _ => Err(code(ResponseError::UnknownMemberId)),
+        }
+    }
+
+    /// Committed offsets of `group`: of the named partitions (-1 where none), or all of them.
+    pub fn offset_fetch(
+        &self,
+        group: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<(String, Vec<Committed>)> {
+        let offsets = self.offsets.get(group);
+        let committed = |topic: &str, partition: i32| match offsets
+            .and_then(|o| o.get(&(topic.to_string(), partition)))
+        {
+            Some(v) => Committed {
+                partition,
+                offset: v.offset,
+                leader_epoch: v.leader_epoch,
+                metadata: v.metadata.clone().unwrap_or_default(),
+            },
+            None => Committed {
+                partition,
+                offset: -1,
+                leader_epoch: -1,
+                metadata: String::new(),
+            },
+        };
+        match wanted {
+            Some(wanted) => wanted
+                .into_iter()
+                .map(|(topic, partitions)| {
+                    let c = partitions.iter().map(|p| committed(&topic, *p)).collect();
+                    (topic, c)
+                })
+                .collect(),
+            None => {
+                let mut out: Vec<(String, Vec<Committed>)> = Vec::new();
+                for (topic, partition) in offsets.into_iter().flat_map(|o| o.keys()) {
+                    let c = committed(topic, *partition);
+                    match out.last_mut() {
+                        Some((t, list)) if t == topic => list.push(c),
+                        _ => out.push((topic.clone(), vec![c])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    pub fn offset_delete(&mut self, req: &OffsetDeleteRequest) -> (OffsetDeleteResponse, Effects) {
+        let mut fx = Effects::default();
+        let group_id = req.group_id.to_string();
+        let subscribed: BTreeSet<String> = match self.groups.get(&group_id) {
+            None => {
+                let response = OffsetDeleteResponse::default()
+                    .with_error_code(code(ResponseError::GroupIdNotFound));
+                return (response, fx);
+            }
+            Some(Group::Classic(g)) => {
+                if !g.members.is_empty() && g.protocol_type.as_deref() != Some("consumer") {
+                    let response = OffsetDeleteResponse::default()
+                        .with_error_code(code(ResponseError::NonEmptyGroup));
+                    return (response, fx);
+                }
+                g.subscribed_topics()
+            }
+            Some(Group::Consumer(g)) => g.subscribed_topics(),
+        };
+        let mut response = OffsetDeleteResponse::default();
+        let mut records = Vec::new();
+        let offsets = self.offsets.get(&group_id);
+        for t in &req.topics {
+            let mut out = OffsetDeleteResponseTopic::default().with_name(t.name.clone());
+            for p in &t.partitions {
+                let error = if subscribed.contains(t.name.as_str()) {
+                    code(ResponseError::GroupSubscribedToTopic)
+                } else {
+                    let key = (t.name.to_string(), p.partition_index);
+                    if offsets.is_some_and(|o| o.contains_key(&key)) {
+                        records.push(GroupRecord::tombstone(RecordKey::Offset {
+                            group: group_id.clone(),
+                            topic: key.0,
+                            partition: key.1,
+                        }));
+                    }
+                    0
+                };
+                out.partitions.push(
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error),
+                );
+            }
+            response.topics.push(out);
+        }
+        self.emit(&mut fx, records);
+        (response, fx)
+    }
+
+    /// Tombstones every offset of `group`.
+    pub(crate) fn offset_tombstones(&self, group: &str) -> Vec<GroupRecord> {
+        self.offsets
+            .get(group)
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .map(|(topic, partition)| {
+                GroupRecord::tombstone(RecordKey::Offset {
+                    group: group.to_string(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                })
+            })
+            .collect()
+    }
+
+    /// Kafka's expiry: offsets of an empty group expire `offsets.retention.minutes` after it
+    /// became empty; those of a group that never used group management, that long after their
+    /// commit. An empty group left with no offsets is deleted.
+    pub(crate) fn expire_offsets(&mut self, now_ms: u64, fx: &mut Effects) {
+        let retention = self.config.offsets_retention_ms;
+        let mut records = Vec::new();
+        let mut dead_groups = Vec::new();
+        for (id, group) in &self.groups {
+            let (empty, since_ms, simple) = match group {
+                Group::Classic(g) => (
+                    g.members.is_empty() && g.pending_members.is_empty(),
+                    g.state_ms,
+                    g.protocol_type.is_none(),
+                ),
+                Group::Consumer(g) => (g.members.is_empty(), g.state_ms, false),
+            };
+            if !empty {
+                continue;
+            }
+            let offsets = self.offsets.get(id);
+            let mut left = 0;
+            for ((topic, partition), v) in offsets.into_iter().flatten() {
+                let base = if simple { v.commit_ms } else { since_ms };
+                if base.saturating_add(retention) <= now_ms {
+                    records.push(GroupRecord::tombstone(RecordKey::Offset {
+                        group: id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }));
+                } else {
+                    left += 1;
+                }
+            }
+            if left == 0 {
+                dead_groups.push(id.clone());
+            }
+        }
+        for id in &dead_groups {
+            records.extend(self.group_tombstones(id));
+        }
+        self.emit(fx, records);
+        for id in dead_groups {
+            self.groups.remove(&id);
+            self.timers.cancel_group(&id);
+        }
+    }
+
+    /// The records that delete `group`'s own state (not its offsets).
+    pub(crate) fn group_tombstones(&self, group: &str) -> Vec<GroupRecord> {
+        match self.groups.get(group) {
+            Some(Group::Classic(g)) if g.checkpoint.is_some() => {
+                vec![GroupRecord::tombstone(RecordKey::ClassicGroup {
+                    group: group.to_string(),
+                })]
+            }
+            Some(Group::Consumer(_)) => self.consumer_group_tombstones(group),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl ClassicGroup {
+    /// The topics the members subscribe to, read from their consumer protocol metadata.
+    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        let mut out = BTreeSet::new();
+        let Some(protocol) = &self.protocol else {
+            return out;
+        };
+        for m in self.members.values() {
+            let mut buf = m.metadata(protocol);
+            if buf.len() < 2 {
+                continue;
+            }
+            let version = i16::from_be_bytes([buf[0], buf[1]]);
+            let _ = bytes::Buf::get_i16(&mut buf);
+            // Newer subscriptions decode as the newest version this crate knows.
+            let version = version.clamp(0, 3);
+            if let Ok(s) = ConsumerProtocolSubscription::decode(&mut buf, version) {
+                out.extend(s.topics.iter().map(|t| t.to_string()));
+            }
+        }
+        out
+    }
+}
