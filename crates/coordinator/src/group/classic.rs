@@ -414,6 +414,11 @@ impl GroupShard {
             self.add_member_and_rebalance(now_ms, &group_id, member, &mut fx);
             return fx;
         }
+        if let Some(e) = fenced_instance(g, &instance_id, &member_id) {
+            fx.replies
+                .push((reply, Deferred::Join(join_error(version, &member_id, e))));
+            return fx;
+        }
         let Some(member) = g.members.get(&member_id) else {
             fx.replies.push((
                 reply,
@@ -425,11 +430,6 @@ impl GroupShard {
             ));
             return fx;
         };
-        if let Some(e) = fenced_instance(g, &instance_id, &member_id) {
-            fx.replies
-                .push((reply, Deferred::Join(join_error(version, &member_id, e))));
-            return fx;
-        }
         let unchanged = member.protocols == protocols;
         let is_leader = g.leader.as_deref() == Some(member_id.as_str());
         match g.state {
@@ -785,14 +785,14 @@ impl GroupShard {
             fail(&mut fx, ResponseError::UnknownMemberId);
             return fx;
         };
-        let Some(member) = g.members.get(&member_id) else {
-            fail(&mut fx, ResponseError::UnknownMemberId);
-            return fx;
-        };
         if fenced_instance(g, &instance_id, &member_id).is_some() {
             fail(&mut fx, ResponseError::FencedInstanceId);
             return fx;
         }
+        let Some(member) = g.members.get(&member_id) else {
+            fail(&mut fx, ResponseError::UnknownMemberId);
+            return fx;
+        };
         if req.generation_id != g.generation {
             fail(&mut fx, ResponseError::IllegalGeneration);
             return fx;
@@ -891,12 +891,13 @@ impl GroupShard {
         if g.state == ClassicState::Empty {
             return code(ResponseError::UnknownMemberId);
         }
-        let Some(member) = g.members.get(&member_id) else {
-            return code(ResponseError::UnknownMemberId);
-        };
+        // Kafka checks a static member's instance before its member id.
         if let Some(e) = fenced_instance(g, &instance_id, &member_id) {
             return e;
         }
+        let Some(member) = g.members.get(&member_id) else {
+            return code(ResponseError::UnknownMemberId);
+        };
         if req.generation_id != g.generation {
             return code(ResponseError::IllegalGeneration);
         }

@@ -18,6 +18,9 @@ pub mod offsets;
 pub mod records;
 pub mod timers;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
