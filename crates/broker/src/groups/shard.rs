@@ -107,6 +107,10 @@ impl TopicLookup for ImageTopics<'_> {
         let t = self.0.topics.get(&id)?;
         Some((t.name.clone(), t.partitions.len() as i32))
     }
+
+    fn names(&self) -> Vec<String> {
+        self.0.topic_ids.keys().cloned().collect()
+    }
 }
 
 pub struct ShardSettings {

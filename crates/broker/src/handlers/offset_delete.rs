@@ -10,7 +10,7 @@ pub async fn handle(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> OffsetDel
     let result = match broker.groups.shard_for(broker, &req.group_id).await {
         Ok(shard) => {
             shard
-                .call(move |shard, _, _| shard.offset_delete(&req))
+                .call(move |shard, _, topics| shard.offset_delete(&req, topics))
                 .await
         }
         Err(e) => Err(e),

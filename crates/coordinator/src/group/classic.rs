@@ -816,6 +816,13 @@ impl GroupShard {
             ClassicState::Stable => {
                 let response = g.sync_response(member.assignment.clone(), version);
                 fx.replies.push((reply, Deferred::Sync(response)));
+                // A follower that syncs after the leader has done its part of this generation.
+                g.pending_sync.remove(&member_id);
+                if g.pending_sync.is_empty() {
+                    self.timers.cancel(&TimerKey::Sync {
+                        group: group_id.clone(),
+                    });
+                }
             }
             ClassicState::CompletingRebalance => {
                 let m = g.members.get_mut(&member_id).expect("checked");

@@ -62,10 +62,11 @@ impl ConsumerGroup {
         }
     }
 
-    pub fn subscribed_topics(&self) -> BTreeSet<String> {
+    /// Every topic some member subscribes to, by name or by regular expression.
+    pub fn subscribed_topics(&self, topics: &dyn TopicLookup) -> BTreeSet<String> {
         self.members
             .values()
-            .flat_map(|m| m.subscription.subscribed_topics.iter().cloned())
+            .flat_map(|m| member_topics(&m.subscription, topics))
             .collect()
     }
 
@@ -108,6 +109,26 @@ impl ConsumerGroup {
             }
         }
     }
+}
+
+/// Compiles a subscription's regular expression to match whole topic names.
+fn compile(regex: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{regex})$"))
+}
+
+/// A member's topics: those it names and those its regular expression matches (never the
+/// internal ones, as Kafka's clients exclude them).
+fn member_topics(m: &ConsumerMemberValue, topics: &dyn TopicLookup) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = m.subscribed_topics.iter().cloned().collect();
+    if let Some(Ok(re)) = m.subscribed_regex.as_deref().map(compile) {
+        out.extend(
+            topics
+                .names()
+                .into_iter()
+                .filter(|t| !t.starts_with("__") && re.is_match(t)),
+        );
+    }
+    out
 }
 
 fn member_record(group: &str, id: &str, m: &ConsumerMember) -> GroupRecord {
@@ -321,18 +342,19 @@ impl GroupShard {
         if group_id.is_empty() {
             return invalid("GroupId can't be empty.");
         }
-        if req
+        if let Some(Err(e)) = req
             .subscribed_topic_regex
             .as_ref()
-            .is_some_and(|r| !r.is_empty())
+            .filter(|r| !r.is_empty())
+            .map(|r| compile(r))
         {
-            return invalid("Regular expression subscriptions are not supported.");
+            return Err((ResponseError::InvalidRegularExpression, e.to_string()));
         }
         if epoch == 0 {
             if req.rebalance_timeout_ms < 0 {
                 return invalid("RebalanceTimeoutMs must be provided in first request.");
             }
-            if req.subscribed_topic_names.is_none() {
+            if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                 return invalid("SubscribedTopicNames must be set in first request.");
             }
             if req.topic_partitions.as_ref().is_some_and(|t| !t.is_empty()) {
@@ -430,6 +452,11 @@ impl GroupShard {
                 changed |= names != subscription.subscribed_topics;
                 subscription.subscribed_topics = names;
             }
+            if let Some(r) = &req.subscribed_topic_regex {
+                let regex = (!r.is_empty()).then(|| r.to_string());
+                changed |= regex != subscription.subscribed_regex;
+                subscription.subscribed_regex = regex;
+            }
             if let Some(a) = &req.server_assignor {
                 changed |= subscription.server_assignor.as_deref() != Some(a.as_str());
                 subscription.server_assignor = Some(a.to_string());
@@ -516,6 +543,11 @@ impl GroupShard {
             client_id: client_id.to_string(),
             client_host: client_host.to_string(),
             subscribed_topics: names,
+            subscribed_regex: req
+                .subscribed_topic_regex
+                .as_ref()
+                .filter(|r| !r.is_empty())
+                .map(|r| r.to_string()),
             rebalance_timeout_ms: req.rebalance_timeout_ms,
             server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
         };
@@ -711,7 +743,7 @@ impl GroupShard {
             return;
         };
         let sizes: BTreeMap<String, i32> = g
-            .subscribed_topics()
+            .subscribed_topics(topics)
             .into_iter()
             .filter_map(|t| topics.by_name(&t).map(|(_, n)| (t, n)))
             .collect();
@@ -751,18 +783,17 @@ impl GroupShard {
             .keys()
             .filter_map(|t| topics.by_name(t).map(|v| (t.clone(), v)))
             .collect();
-        let specs: Vec<MemberSpec> = g
+        let subscriptions: Vec<(&String, BTreeSet<String>)> = g
             .members
             .iter()
-            .map(|(id, m)| MemberSpec {
+            .map(|(id, m)| (id, member_topics(&m.subscription, topics)))
+            .collect();
+        let specs: Vec<MemberSpec> = subscriptions
+            .iter()
+            .map(|(id, names)| MemberSpec {
                 member_id: id,
-                topics: m
-                    .subscription
-                    .subscribed_topics
-                    .iter()
-                    .map(String::as_str)
-                    .collect(),
-                previous: g.target.members.get(id),
+                topics: names.iter().map(String::as_str).collect(),
+                previous: g.target.members.get(*id),
             })
             .collect();
         let members = assignor::assign(&assignor_name, &specs, &topic_ids);
@@ -917,6 +948,9 @@ impl GroupShard {
                             .iter()
                             .map(|t| StrBytes::from(t.clone()).into())
                             .collect(),
+                    )
+                    .with_subscribed_topic_regex(
+                        m.subscription.subscribed_regex.clone().map(Into::into),
                     )
                     .with_assignment(describe(&m.assigned))
                     .with_target_assignment(describe(

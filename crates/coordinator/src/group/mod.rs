@@ -80,6 +80,8 @@ impl Default for GroupConfig {
 pub trait TopicLookup {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
     fn by_id(&self, id: Uuid) -> Option<(String, i32)>;
+    /// Every topic's name, for regular-expression subscriptions.
+    fn names(&self) -> Vec<String>;
 }
 
 /// Names a request whose reply the shard may send later (JoinGroup, SyncGroup).

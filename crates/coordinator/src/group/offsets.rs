@@ -224,7 +224,11 @@ impl GroupShard {
         }
     }
 
-    pub fn offset_delete(&mut self, req: &OffsetDeleteRequest) -> (OffsetDeleteResponse, Effects) {
+    pub fn offset_delete(
+        &mut self,
+        req: &OffsetDeleteRequest,
+        topics: &dyn TopicLookup,
+    ) -> (OffsetDeleteResponse, Effects) {
         let mut fx = Effects::default();
         let group_id = req.group_id.to_string();
         let subscribed: BTreeSet<String> = match self.groups.get(&group_id) {
@@ -241,7 +245,7 @@ impl GroupShard {
                 }
                 g.subscribed_topics()
             }
-            Some(Group::Consumer(g)) => g.subscribed_topics(),
+            Some(Group::Consumer(g)) => g.subscribed_topics(topics),
         };
         let mut response = OffsetDeleteResponse::default();
         let mut records = Vec::new();

@@ -108,6 +108,9 @@ pub struct ConsumerMemberValue {
     pub client_id: String,
     pub client_host: String,
     pub subscribed_topics: Vec<String>,
+    /// A regular expression (RE2 syntax, whole-name match) adding every topic it matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
 }

@@ -28,6 +28,9 @@ impl TopicLookup for Topics {
     fn by_id(&self, id: Uuid) -> Option<(String, i32)> {
         (id == TOPIC).then(|| ("t".to_string(), 6))
     }
+    fn names(&self) -> Vec<String> {
+        vec!["t".to_string()]
+    }
 }
 
 fn shard(delay_ms: u64) -> GroupShard {
@@ -514,4 +517,26 @@ fn classic_join_to_a_live_consumer_group_is_refused() {
         joined(&fx, 1).unwrap().error_code,
         ResponseError::InconsistentGroupProtocol.code()
     );
+}
+
+#[test]
+fn kip848_regex_subscription_matches_whole_names() {
+    let mut g = shard(0);
+    let mut req = cg_heartbeat("a", 0, None);
+    req.subscribed_topic_names = None;
+    req.subscribed_topic_regex = Some(s("t|other.*"));
+    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &req, &Topics);
+    assert_eq!(r.error_code, 0);
+    assert_eq!(assigned(&r), Some((0..6).collect()));
+    let mut bad = cg_heartbeat("b", 0, None);
+    bad.subscribed_topic_regex = Some(s("("));
+    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &bad, &Topics);
+    assert_eq!(r.error_code, ResponseError::InvalidRegularExpression.code());
+    // "^(?:t.+)$" does not match "t": a prefix is not a whole-name match.
+    let mut g = shard(0);
+    let mut req = cg_heartbeat("a", 0, None);
+    req.subscribed_topic_names = None;
+    req.subscribed_topic_regex = Some(s("t.+"));
+    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &req, &Topics);
+    assert_eq!(assigned(&r), Some(vec![]));
 }

@@ -67,6 +67,8 @@ pub struct BrokerOptions {
     pub node_id: i32,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
+    /// More `strata serve` flags, e.g. `["--group-initial-rebalance-delay-ms", "0"]`.
+    pub extra_args: Vec<String>,
 }
 
 impl Default for BrokerOptions {
@@ -75,6 +77,7 @@ impl Default for BrokerOptions {
             node_id: 7,
             auto_create_topics: false,
             num_partitions: 1,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -122,6 +125,7 @@ impl Broker {
                 .arg(options.auto_create_topics.to_string())
                 .arg("--num-partitions")
                 .arg(options.num_partitions.to_string())
+                .args(&options.extra_args)
                 .env("STRATA_LOG", "info,openraft=warn")
                 .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
