@@ -4,12 +4,13 @@
 #   ./scripts/test.sh            # install what's missing, build, cargo test, pytest tests/
 #
 # Environment knobs (all optional):
-#   STRATA_SKIP_DEPS=1     don't touch apt / the virtualenv (use what is there)
+#   STRATA_SKIP_DEPS=1     don't touch apt / the virtualenv / tests/js/node_modules
 #   STRATA_SKIP_CARGO=1    don't build or run cargo tests (use the existing target/release/strata)
 #   PYTEST_ARGS="..."      extra arguments for pytest (e.g. "-k kcat -x")
 #
 # Idempotent: apt packages are installed only when missing, the virtualenv is
-# (re)created when its requirements changed, cargo builds incrementally.
+# (re)created when its requirements changed, `npm ci` runs in tests/js only when
+# node_modules is missing or package-lock.json changed, cargo builds incrementally.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,9 +20,13 @@ log() { printf '\n==> %s\n' "$*"; }
 
 # ----------------------------------------------------------------------------
 # 1. apt packages (kcat is Debian bookworm's kcat 1.7.1 on librdkafka 2.0.2 —
-#    an old client on purpose).
+#    an old client on purpose). Node.js and npm (for the kafkajs tests) only if
+#    there is no `node` yet: a newer Node installed some other way is kept.
 # ----------------------------------------------------------------------------
 APT_PACKAGES=(kcat python3-venv)
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    APT_PACKAGES+=(nodejs npm)
+fi
 
 install_apt() {
     local missing=()
@@ -70,13 +75,32 @@ setup_venv() {
     echo "$want" > "$stamp"
 }
 
+# ----------------------------------------------------------------------------
+# 3. Node.js test dependencies (kafkajs, pinned by tests/js/package-lock.json).
+# ----------------------------------------------------------------------------
+JS_DIR="$ROOT/tests/js"
+
+setup_node_modules() {
+    local stamp="$JS_DIR/node_modules/.package-lock.sha256"
+    local want
+    want="$(sha256sum "$JS_DIR/package-lock.json" | cut -d' ' -f1)"
+    if [ -d "$JS_DIR/node_modules" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        log "node modules up to date: $JS_DIR/node_modules"
+        return
+    fi
+    log "installing node test dependencies (npm ci in tests/js)"
+    (cd "$JS_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+}
+
 if [ "${STRATA_SKIP_DEPS:-0}" != "1" ]; then
     install_apt
     setup_venv
+    setup_node_modules
 fi
 
 # ----------------------------------------------------------------------------
-# 3. Rust: build once, run the workspace's unit/integration tests.
+# 4. Rust: build once, run the workspace's unit/integration tests.
 # ----------------------------------------------------------------------------
 # A failing Rust test does not stop the run: the end-to-end tests still run, so one run
 # reports everything; the script's exit status is non-zero if either part failed.
@@ -94,7 +118,7 @@ if [ ! -x "$ROOT/target/release/strata" ]; then
 fi
 
 # ----------------------------------------------------------------------------
-# 4. End-to-end tests with real Kafka clients.
+# 5. End-to-end tests with real Kafka clients.
 # ----------------------------------------------------------------------------
 log "pytest tests/"
 mkdir -p "$ROOT/.test-work"

@@ -2,7 +2,10 @@
 
 Only what the tests need: request headers v1/v2, ApiVersions v0-v3 responses,
 Produce v3-v8 (non-flexible) requests/responses, record batches (magic 2) and
-legacy message sets (magic 0/1). Written from the Kafka protocol guide.
+legacy message sets (magic 0/1), and the classic consumer-group APIs at one fixed,
+non-flexible version each (FindCoordinator v2, JoinGroup v5, SyncGroup v3, Heartbeat v3,
+LeaveGroup v3, OffsetCommit v7, OffsetFetch v5). Written from the Kafka protocol guide
+and the message specs (clients/src/main/resources/common/message/*.json).
 """
 
 from __future__ import annotations
@@ -14,6 +17,13 @@ import zlib
 
 API_PRODUCE = 0
 API_METADATA = 3
+API_OFFSET_COMMIT = 8
+API_OFFSET_FETCH = 9
+API_FIND_COORDINATOR = 10
+API_JOIN_GROUP = 11
+API_HEARTBEAT = 12
+API_LEAVE_GROUP = 13
+API_SYNC_GROUP = 14
 API_VERSIONS = 18
 API_CREATE_TOPICS = 19
 
@@ -322,3 +332,192 @@ def pick_produce_version(apis: dict[int, tuple[int, int]]) -> int:
     v = min(hi, 8)
     assert v >= max(lo, 3), f"broker Produce versions {lo}..{hi} have no non-flexible v3..v8"
     return v
+
+
+# --- consumer groups (classic protocol), fixed non-flexible versions -----------------------
+# The last non-flexible version of each API (OffsetFetch: v6+ is flexible, so v5).
+GROUP_API_VERSIONS = {
+    API_FIND_COORDINATOR: 2,
+    API_JOIN_GROUP: 5,
+    API_SYNC_GROUP: 3,
+    API_HEARTBEAT: 3,
+    API_LEAVE_GROUP: 3,
+    API_OFFSET_COMMIT: 7,
+    API_OFFSET_FETCH: 5,
+}
+
+
+def array(items, enc) -> bytes:
+    if items is None:
+        return i32(-1)
+    items = list(items)
+    return i32(len(items)) + b"".join(enc(x) for x in items)
+
+
+def read_array(r: Reader, dec) -> list | None:
+    n = r.i32()
+    return None if n < 0 else [dec(r) for _ in range(n)]
+
+
+def read_nbytes(r: Reader) -> bytes | None:
+    n = r.i32()
+    return None if n < 0 else r.take(n)
+
+
+def consumer_subscription(topics, user_data: bytes | None = None) -> bytes:
+    """ConsumerProtocolSubscription v0: what a Java consumer puts in JoinGroup metadata."""
+    return i16(0) + array(topics, string) + nbytes(user_data)
+
+
+def consumer_assignment(assignment: dict[str, list[int]], user_data: bytes | None = None) -> bytes:
+    """ConsumerProtocolAssignment v0: what a leader puts in SyncGroup for each member."""
+    return (i16(0) + array(sorted(assignment.items()),
+                           lambda tp: string(tp[0]) + array(tp[1], i32)) + nbytes(user_data))
+
+
+# FindCoordinator v2: Key, KeyType -> ThrottleTimeMs, ErrorCode, ErrorMessage, NodeId, Host, Port
+def find_coordinator_body(key: str, key_type: int = 0) -> bytes:
+    return string(key) + i8(key_type)
+
+
+def parse_find_coordinator(r: Reader) -> dict:
+    return {"throttle_time_ms": r.i32(), "error_code": r.i16(), "error_message": r.string(),
+            "node_id": r.i32(), "host": r.string(), "port": r.i32()}
+
+
+# JoinGroup v5: GroupId, SessionTimeoutMs, RebalanceTimeoutMs, MemberId, GroupInstanceId,
+# ProtocolType, Protocols[Name, Metadata]
+def join_group_body(group_id: str, member_id: str = "", protocol_type: str = "consumer",
+                    protocols=(("range", b""),), session_timeout_ms: int = 10000,
+                    rebalance_timeout_ms: int = 10000, group_instance_id: str | None = None) -> bytes:
+    return (string(group_id) + i32(session_timeout_ms) + i32(rebalance_timeout_ms) + string(member_id)
+            + string(group_instance_id) + string(protocol_type)
+            + array(protocols, lambda pm: string(pm[0]) + nbytes(pm[1])))
+
+
+# -> ThrottleTimeMs, ErrorCode, GenerationId, ProtocolName, Leader, MemberId,
+#    Members[MemberId, GroupInstanceId, Metadata]
+def parse_join_group(r: Reader) -> dict:
+    out = {"throttle_time_ms": r.i32(), "error_code": r.i16(), "generation_id": r.i32(),
+           "protocol_name": r.string(), "leader": r.string(), "member_id": r.string()}
+    out["members"] = read_array(r, lambda r: {"member_id": r.string(), "group_instance_id": r.string(),
+                                              "metadata": read_nbytes(r)})
+    return out
+
+
+# SyncGroup v3: GroupId, GenerationId, MemberId, GroupInstanceId, Assignments[MemberId, Assignment]
+def sync_group_body(group_id: str, generation_id: int, member_id: str,
+                    assignments: dict[str, bytes] | None = None,
+                    group_instance_id: str | None = None) -> bytes:
+    return (string(group_id) + i32(generation_id) + string(member_id) + string(group_instance_id)
+            + array(sorted((assignments or {}).items()), lambda ma: string(ma[0]) + nbytes(ma[1])))
+
+
+# -> ThrottleTimeMs, ErrorCode, Assignment
+def parse_sync_group(r: Reader) -> dict:
+    return {"throttle_time_ms": r.i32(), "error_code": r.i16(), "assignment": read_nbytes(r)}
+
+
+# Heartbeat v3: GroupId, GenerationId, MemberId, GroupInstanceId -> ThrottleTimeMs, ErrorCode
+def heartbeat_body(group_id: str, generation_id: int, member_id: str,
+                   group_instance_id: str | None = None) -> bytes:
+    return string(group_id) + i32(generation_id) + string(member_id) + string(group_instance_id)
+
+
+def parse_heartbeat(r: Reader) -> dict:
+    return {"throttle_time_ms": r.i32(), "error_code": r.i16()}
+
+
+# LeaveGroup v3: GroupId, Members[MemberId, GroupInstanceId]
+def leave_group_body(group_id: str, member_ids) -> bytes:
+    return string(group_id) + array(member_ids, lambda m: string(m) + string(None))
+
+
+# -> ThrottleTimeMs, ErrorCode, Members[MemberId, GroupInstanceId, ErrorCode]
+def parse_leave_group(r: Reader) -> dict:
+    out = {"throttle_time_ms": r.i32(), "error_code": r.i16()}
+    out["members"] = read_array(r, lambda r: {"member_id": r.string(), "group_instance_id": r.string(),
+                                              "error_code": r.i16()})
+    return out
+
+
+# OffsetCommit v7: GroupId, GenerationId, MemberId, GroupInstanceId,
+# Topics[Name, Partitions[PartitionIndex, CommittedOffset, CommittedLeaderEpoch, CommittedMetadata]]
+def offset_commit_body(group_id: str, generation_id: int, member_id: str,
+                       offsets: dict[str, dict[int, int | tuple[int, str | None]]],
+                       group_instance_id: str | None = None) -> bytes:
+    """offsets: {topic: {partition: offset or (offset, metadata)}}."""
+    def part(item):
+        p, v = item
+        off, meta = v if isinstance(v, tuple) else (v, "")
+        return i32(p) + i64(off) + i32(-1) + string(meta)
+
+    return (string(group_id) + i32(generation_id) + string(member_id) + string(group_instance_id)
+            + array(offsets.items(), lambda t: string(t[0]) + array(sorted(t[1].items()), part)))
+
+
+# -> ThrottleTimeMs, Topics[Name, Partitions[PartitionIndex, ErrorCode]]
+def parse_offset_commit(r: Reader) -> dict[tuple[str, int], int]:
+    r.i32()
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            out[(name, p)] = r.i16()
+    return out
+
+
+# OffsetFetch v5: GroupId, Topics[Name, PartitionIndexes] (null = all topics)
+def offset_fetch_body(group_id: str, topics: dict[str, list[int]] | None) -> bytes:
+    return string(group_id) + array(None if topics is None else topics.items(),
+                                    lambda t: string(t[0]) + array(t[1], i32))
+
+
+# -> ThrottleTimeMs, Topics[Name, Partitions[PartitionIndex, CommittedOffset,
+#    CommittedLeaderEpoch, Metadata, ErrorCode]], ErrorCode
+def parse_offset_fetch(r: Reader) -> dict:
+    r.i32()
+    parts = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p = r.i32()
+            parts[(name, p)] = {"offset": r.i64(), "leader_epoch": r.i32(), "metadata": r.string(),
+                                "error_code": r.i16()}
+    return {"partitions": parts, "error_code": r.i16()}
+
+
+_GROUP_PARSERS = {
+    API_FIND_COORDINATOR: parse_find_coordinator,
+    API_JOIN_GROUP: parse_join_group,
+    API_SYNC_GROUP: parse_sync_group,
+    API_HEARTBEAT: parse_heartbeat,
+    API_LEAVE_GROUP: parse_leave_group,
+    API_OFFSET_COMMIT: parse_offset_commit,
+    API_OFFSET_FETCH: parse_offset_fetch,
+}
+
+
+def group_send(conn: Conn, api_key: int, body: bytes) -> int:
+    """Send a group API request at its fixed version without waiting; returns the correlation id."""
+    return conn.request(api_key, GROUP_API_VERSIONS[api_key], body)
+
+
+def group_recv(conn: Conn, api_key: int, corr: int):
+    r = conn.response(corr)
+    out = _GROUP_PARSERS[api_key](r)
+    assert r.remaining() == 0, f"api {api_key}: {r.remaining()} unread bytes at the end of the response"
+    return out
+
+
+def group_call(conn: Conn, api_key: int, body: bytes):
+    return group_recv(conn, api_key, group_send(conn, api_key, body))
+
+
+def check_group_api_versions(apis: dict[int, tuple[int, int]]) -> None:
+    """Fails unless the broker advertises every group API at the version encoded here."""
+    missing = {k: v for k, v in GROUP_API_VERSIONS.items()
+               if k not in apis or not apis[k][0] <= v <= apis[k][1]}
+    assert not missing, (f"broker does not advertise these (api key: version) pairs: {missing}; "
+                         f"advertised: { {k: apis.get(k) for k in GROUP_API_VERSIONS} }")

@@ -56,6 +56,11 @@ GARBAGE = {
     # Correctly framed Produce v7 header, body that cannot parse (string length 32767).
     "framed-bad-body": w.frame(w.request_header(0, 7, 1) + b"\x7f\xff"
                                + random.Random(42).randbytes(200)),
+    # Well-framed requests announcing 2^31-1 array elements in a few bytes: the codec reserves
+    # room for them before it finds the frame too short; the broker must survive that.
+    "metadata-huge-array": w.frame(w.request_header(3, 1, 1) + w.i32(0x7FFFFFFF)),
+    "produce-huge-array": w.frame(w.request_header(0, 3, 1) + w.i16(-1) + w.i16(-1)
+                                  + w.i32(1000) + w.i32(0x7FFFFFFF)),
     # TLS ClientHello-like bytes to a plaintext listener.
     "tls-hello": bytes.fromhex("16030100a5010000a10303") + random.Random(7).randbytes(160),
 }

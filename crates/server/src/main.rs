@@ -1,6 +1,7 @@
 //! The `strata` binary: parses configuration and runs a node.
 
 mod admin;
+mod alloc;
 mod config;
 mod connection;
 mod listener;
@@ -12,6 +13,9 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Commands, Config};
+
+#[global_allocator]
+static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

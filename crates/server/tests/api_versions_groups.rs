@@ -41,10 +41,10 @@ use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
     ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupHeartbeatRequest,
     ConsumerGroupHeartbeatResponse, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
-    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetFetchRequest,
-    SyncGroupRequest, SyncGroupResponse,
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::Encodable;
 
@@ -309,16 +309,24 @@ fn commit_req(
     r
 }
 
-/// An OffsetCommit response as `(topic, partition, error)` in response order.
+/// `v`, sorted: responses list topics, partitions and groups in no order a client relies on.
+fn sorted<T: Ord>(mut v: Vec<T>) -> Vec<T> {
+    v.sort();
+    v
+}
+
+/// An OffsetCommit response as sorted `(topic, partition, error)`.
 fn commit_codes(r: &OffsetCommitResponse) -> Vec<(String, i32, i16)> {
-    r.topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
-        })
-        .collect()
+    sorted(
+        r.topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+            })
+            .collect(),
+    )
 }
 
 /// Commits with OffsetCommit v9 and asserts success.
@@ -343,12 +351,7 @@ async fn commit(
         )
         .await;
     for (t, p, e) in commit_codes(&r) {
-        assert_eq!(
-            e,
-            0,
-            "helper: commit {group} {t}-{p}: {}",
-            code_name(e)
-        );
+        assert_eq!(e, 0, "helper: commit {group} {t}-{p}: {}", code_name(e));
     }
 }
 
@@ -589,10 +592,7 @@ impl Classic {
     }
 
     async fn join_end(&mut self, correlation_id: i32) -> JoinGroupResponse {
-        let r: JoinGroupResponse = self
-            .c
-            .read(ApiKey::JoinGroup, H_JOIN, correlation_id)
-            .await;
+        let r: JoinGroupResponse = self.c.read(ApiKey::JoinGroup, H_JOIN, correlation_id).await;
         assert_eq!(r.error_code, 0, "helper: join {}: {r:?}", self.group);
         self.id = r.member_id.to_string();
         self.generation = r.generation_id;
@@ -622,10 +622,7 @@ impl Classic {
     }
 
     async fn sync_end(&mut self, correlation_id: i32) -> Bytes {
-        let r: SyncGroupResponse = self
-            .c
-            .read(ApiKey::SyncGroup, H_SYNC, correlation_id)
-            .await;
+        let r: SyncGroupResponse = self.c.read(ApiKey::SyncGroup, H_SYNC, correlation_id).await;
         assert_eq!(r.error_code, 0, "helper: sync {}: {r:?}", self.group);
         r.assignment
     }
@@ -713,7 +710,11 @@ async fn add_member(a: &mut Classic, m: &mut Classic, to_a: Bytes, to_m: Bytes) 
     assert_eq!(ra.leader.as_str(), a.id, "helper: the leader stays");
     let sm = m.sync_start(&[]).await;
     let (a_id, m_id) = (a.id.clone(), m.id.clone());
-    assert_eq!(a.sync(&[(&a_id, to_a.clone()), (&m_id, to_m.clone())]).await, to_a);
+    assert_eq!(
+        a.sync(&[(&a_id, to_a.clone()), (&m_id, to_m.clone())])
+            .await,
+        to_a
+    );
     assert_eq!(m.sync_end(sm).await, to_m);
 }
 
@@ -761,8 +762,7 @@ impl CgMember {
             )
             .await;
         assert_eq!(
-            r.error_code,
-            0,
+            r.error_code, 0,
             "ConsumerGroupHeartbeat v{v}: {name} joins {group}: {r:?}"
         );
         let id = r.member_id.as_deref().unwrap_or_default().to_string();
@@ -816,12 +816,9 @@ impl CgMember {
         let req = self.request(&self.id, self.epoch);
         let r = self.c.send(self.v, &req).await;
         assert_eq!(
-            r.error_code,
-            0,
+            r.error_code, 0,
             "ConsumerGroupHeartbeat v{}: heartbeat of {} in {}: {r:?}",
-            self.v,
-            self.id,
-            self.group
+            self.v, self.id, self.group
         );
         assert_eq!(r.member_id.as_deref(), Some(self.id.as_str()));
         self.absorb(&r);
@@ -833,12 +830,9 @@ impl CgMember {
         let req = self.request(&self.id, -1);
         let r = self.c.send(self.v, &req).await;
         assert_eq!(
-            r.error_code,
-            0,
+            r.error_code, 0,
             "ConsumerGroupHeartbeat v{}: {} leaves {}: {r:?}",
-            self.v,
-            self.id,
-            self.group
+            self.v, self.id, self.group
         );
         assert_eq!(
             r.member_id.as_deref(),
@@ -920,7 +914,7 @@ async fn find_coordinator() {
             assert_eq!(r.port, b.port as i32, "{what}: port");
             assert!(r.coordinators.is_empty(), "{what}: coordinators");
         } else {
-            // Batched keys (KIP-699), answered one coordinator per key, in order.
+            // Batched keys (KIP-699), answered one coordinator per key.
             let keys = [format!("fc-a-v{v}"), format!("fc-b-v{v}")];
             let r = c
                 .send(
@@ -931,8 +925,12 @@ async fn find_coordinator() {
                 )
                 .await;
             assert_eq!(r.coordinators.len(), 2, "{what}: one coordinator per key");
-            for (k, co) in keys.iter().zip(&r.coordinators) {
-                assert_eq!(co.key.as_str(), k, "{what}: key");
+            for k in &keys {
+                let co = r
+                    .coordinators
+                    .iter()
+                    .find(|co| co.key.as_str() == k)
+                    .unwrap_or_else(|| panic!("{what}: no coordinator for {k}"));
                 assert_eq!(
                     co.error_code,
                     0,
@@ -1083,14 +1081,7 @@ async fn join_group() {
         let jb = bc
             .write(
                 v,
-                &join_req(
-                    v,
-                    &group,
-                    &b_id,
-                    b_instance.as_deref(),
-                    "consumer",
-                    &meta_b,
-                ),
+                &join_req(v, &group, &b_id, b_instance.as_deref(), "consumer", &meta_b),
             )
             .await;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -1134,12 +1125,13 @@ async fn join_group() {
             "{what}: the generation grows: {} after {gen1}",
             ra.generation_id
         );
-        assert_eq!(
-            ra.generation_id, rb.generation_id,
-            "{what}: one generation"
-        );
+        assert_eq!(ra.generation_id, rb.generation_id, "{what}: one generation");
         assert_eq!(ra.leader.as_str(), a_id, "{what}: the leader stays");
-        assert_eq!(rb.leader.as_str(), a_id, "{what}: the follower learns the leader");
+        assert_eq!(
+            rb.leader.as_str(),
+            a_id,
+            "{what}: the follower learns the leader"
+        );
         assert_eq!(ra.member_id.as_str(), a_id, "{what}");
         for r in [&ra, &rb] {
             assert_eq!(r.protocol_name.as_deref(), Some(PROTOCOLS[0]), "{what}");
@@ -1183,10 +1175,9 @@ async fn sync_group() {
         let mut a = Classic::new(&b, &group, None, meta.clone()).await;
         a.join().await;
         let alone = assignment(&[("sync-topic", &[0, 1, 2, 3])]);
-        let r = a
-            .c
-            .send(v, &a.sync_request(v, &[(&a.id, alone.clone())]))
-            .await;
+        let r =
+            a.c.send(v, &a.sync_request(v, &[(&a.id, alone.clone())]))
+                .await;
         assert_eq!(r.error_code, 0, "{what}: the leader alone: {r:?}");
         assert_eq!(r.assignment, alone, "{what}: the leader's own assignment");
         check_protocol(&r);
@@ -1234,9 +1225,8 @@ async fn sync_group() {
         // The leader's assignment reaches each member.
         let to_a = assignment(&[("sync-topic", &[0, 1])]);
         let to_m = assignment(&[("sync-topic", &[2, 3])]);
-        let r = a
-            .c
-            .send(
+        let r =
+            a.c.send(
                 v,
                 &a.sync_request(v, &[(&a.id, to_a.clone()), (&m.id, to_m.clone())]),
             )
@@ -1320,16 +1310,18 @@ async fn heartbeat() {
         assert_eq!(r.error_code, 0, "{what}: after the join, before the sync");
         let sm = m.sync_start(&[]).await;
         let (a_id, m_id) = (a.id.clone(), m.id.clone());
-        a.sync(&[(&a_id, assignment(&[("hb-topic", &[0])])), (&m_id, assignment(&[("hb-topic", &[1])]))])
-            .await;
+        a.sync(&[
+            (&a_id, assignment(&[("hb-topic", &[0])])),
+            (&m_id, assignment(&[("hb-topic", &[1])])),
+        ])
+        .await;
         m.sync_end(sm).await;
 
         let r = a.c.send(v, &hb(a.generation, &a.id, None)).await;
         assert_eq!(r.error_code, 0, "{what}: the leader, stable again");
-        let r = m
-            .c
-            .send(v, &hb(m.generation, &m.id, instance.as_deref()))
-            .await;
+        let r =
+            m.c.send(v, &hb(m.generation, &m.id, instance.as_deref()))
+                .await;
         assert_eq!(r.error_code, 0, "{what}: the new member, stable");
         if let Some(instance) = &instance {
             // The instance id belongs to the other member.
@@ -1384,9 +1376,8 @@ async fn leave_group() {
                 err(ResponseError::UnknownMemberId),
                 "{what}: an unknown member"
             );
-            let r = a
-                .c
-                .send(
+            let r =
+                a.c.send(
                     v,
                     &LeaveGroupRequest::default()
                         .with_group_id(gid(&group))
@@ -1403,9 +1394,8 @@ async fn leave_group() {
                 }
                 i
             };
-            let r = a
-                .c
-                .send(
+            let r =
+                a.c.send(
                     v,
                     &LeaveGroupRequest::default()
                         .with_group_id(gid(&group))
@@ -1448,7 +1438,11 @@ async fn leave_group() {
         m.await_rebalance().await;
         let r = m.join().await;
         assert!(m.generation > generation, "{what}: a new generation");
-        assert_eq!(r.leader.as_str(), m.id, "{what}: the remaining member leads");
+        assert_eq!(
+            r.leader.as_str(),
+            m.id,
+            "{what}: the remaining member leads"
+        );
         assert_eq!(
             join_members(&r).keys().cloned().collect::<Vec<_>>(),
             vec![m.id.clone()],
@@ -1459,9 +1453,8 @@ async fn leave_group() {
             .await;
 
         if v <= 2 {
-            let r = m
-                .c
-                .send(
+            let r =
+                m.c.send(
                     v,
                     &LeaveGroupRequest::default()
                         .with_group_id(gid(&group))
@@ -1520,10 +1513,19 @@ async fn offset_commit() {
         };
 
         // Between JoinGroup and SyncGroup the generation is not settled yet.
-        let r = a.c.send(v, &req(a.generation, &a.id, &[(topic, &[(0, 1, None, -1)])])).await;
+        let r =
+            a.c.send(
+                v,
+                &req(a.generation, &a.id, &[(topic, &[(0, 1, None, -1)])]),
+            )
+            .await;
         assert_eq!(
             commit_codes(&r),
-            vec![(topic.to_string(), 0, err(ResponseError::RebalanceInProgress))],
+            vec![(
+                topic.to_string(),
+                0,
+                err(ResponseError::RebalanceInProgress)
+            )],
             "{what}: before the sync"
         );
         let a_id = a.id.clone();
@@ -1531,9 +1533,8 @@ async fn offset_commit() {
 
         // The member commits at its generation.
         let meta0 = format!("meta-v{v}");
-        let r = a
-            .c
-            .send(
+        let r =
+            a.c.send(
                 v,
                 &req(
                     a.generation,
@@ -1566,9 +1567,8 @@ async fn offset_commit() {
 
         // Per-partition errors next to a partition that commits.
         let long = "m".repeat(5_000);
-        let r = a
-            .c
-            .send(
+        let r =
+            a.c.send(
                 v,
                 &req(
                     a.generation,
@@ -1589,16 +1589,24 @@ async fn offset_commit() {
             .await;
         assert_eq!(
             commit_codes(&r),
-            vec![
+            sorted(vec![
                 (topic.to_string(), 2, 0),
-                (topic.to_string(), 7, err(ResponseError::UnknownTopicOrPartition)),
-                (topic.to_string(), 1, err(ResponseError::OffsetMetadataTooLarge)),
+                (
+                    topic.to_string(),
+                    7,
+                    err(ResponseError::UnknownTopicOrPartition)
+                ),
+                (
+                    topic.to_string(),
+                    1,
+                    err(ResponseError::OffsetMetadataTooLarge)
+                ),
                 (
                     "no-such-topic".to_string(),
                     0,
                     err(ResponseError::UnknownTopicOrPartition)
                 ),
-            ],
+            ]),
             "{what}: per-partition errors"
         );
         let got = fetch_offsets(&mut c, &group, Some(&[(topic, &[1, 2])])).await;
@@ -1621,7 +1629,10 @@ async fn offset_commit() {
         let r = c.send(v, &req(a.generation + 1, &a.id, one)).await;
         expect(&r, ResponseError::IllegalGeneration, "another generation");
         let r = c
-            .send(v, &commit_req(v, &group, a.generation, "no-such-member", None, one))
+            .send(
+                v,
+                &commit_req(v, &group, a.generation, "no-such-member", None, one),
+            )
             .await;
         expect(&r, ResponseError::UnknownMemberId, "an unknown member");
         let r = c.send(v, &commit_req(v, &group, -1, "", None, one)).await;
@@ -1634,7 +1645,14 @@ async fn offset_commit() {
             let r = c
                 .send(
                     v,
-                    &commit_req(v, &group, a.generation, "no-such-member", Some(instance), one),
+                    &commit_req(
+                        v,
+                        &group,
+                        a.generation,
+                        "no-such-member",
+                        Some(instance),
+                        one,
+                    ),
                 )
                 .await;
             expect(
@@ -1712,7 +1730,10 @@ async fn offset_fetch() {
             &group,
             -1,
             "",
-            &[(topic, &[(0, o(100), Some(&meta0), 7), (1, o(200), None, -1)])],
+            &[(
+                topic,
+                &[(0, o(100), Some(&meta0), 7), (1, o(200), None, -1)],
+            )],
         )
         .await;
         commit(
@@ -1923,14 +1944,16 @@ async fn offset_delete() {
             )
     };
     let codes = |r: &kafka_protocol::messages::OffsetDeleteResponse| -> Vec<(String, i32, i16)> {
-        r.topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
-            })
-            .collect()
+        sorted(
+            r.topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+                })
+                .collect(),
+        )
     };
     for v in c.versions(ApiKey::OffsetDelete).await {
         let what = format!("OffsetDelete v{v}");
@@ -1949,17 +1972,26 @@ async fn offset_delete() {
             &group,
             a.generation,
             &a.id,
-            &[(sub, &[(0, 5, None, -1), (1, 6, None, -1)]), (other, &[(0, 7, None, -1)])],
+            &[
+                (sub, &[(0, 5, None, -1), (1, 6, None, -1)]),
+                (other, &[(0, 7, None, -1)]),
+            ],
         )
         .await;
-        let r = c.send(v, &delete(&group, &[(sub, &[0]), (other, &[0])])).await;
+        let r = c
+            .send(v, &delete(&group, &[(sub, &[0]), (other, &[0])]))
+            .await;
         assert_eq!(r.error_code, 0, "{what}: {}", code_name(r.error_code));
         assert_eq!(
             codes(&r),
-            vec![
-                (sub.to_string(), 0, err(ResponseError::GroupSubscribedToTopic)),
+            sorted(vec![
+                (
+                    sub.to_string(),
+                    0,
+                    err(ResponseError::GroupSubscribedToTopic)
+                ),
                 (other.to_string(), 0, 0),
-            ],
+            ]),
             "{what}: a subscribed topic keeps its offsets, another loses them"
         );
         assert_eq!(
@@ -1998,10 +2030,14 @@ async fn offset_delete() {
         assert_eq!(r.error_code, 0, "{what}: a consumer group");
         assert_eq!(
             codes(&r),
-            vec![
-                (sub.to_string(), 0, err(ResponseError::GroupSubscribedToTopic)),
+            sorted(vec![
+                (
+                    sub.to_string(),
+                    0,
+                    err(ResponseError::GroupSubscribedToTopic)
+                ),
                 (other.to_string(), 0, 0),
-            ],
+            ]),
             "{what}: a KIP-848 group subscribed to the topic"
         );
         m.leave().await;
@@ -2016,7 +2052,8 @@ async fn offset_delete() {
             "{what}: a group that does not exist"
         );
         let connect = format!("od-connect-v{v}");
-        let mut k = Classic::with_type(&b, &connect, None, "connect", Bytes::from_static(b"x")).await;
+        let mut k =
+            Classic::with_type(&b, &connect, None, "connect", Bytes::from_static(b"x")).await;
         k.join().await;
         let k_id = k.id.clone();
         k.sync(&[(&k_id, Bytes::from_static(b"y"))]).await;
@@ -2046,10 +2083,7 @@ async fn describe_groups() {
         let what = format!("DescribeGroups v{v}");
         let group = format!("describe-v{v}");
         let (meta_a, meta_m) = (subscription(&[topic]), subscription(&[topic, "x"]));
-        let (to_a, to_m) = (
-            assignment(&[(topic, &[0])]),
-            assignment(&[(topic, &[1])]),
-        );
+        let (to_a, to_m) = (assignment(&[(topic, &[0])]), assignment(&[(topic, &[1])]));
         let mut a = stable_alone(&b, &group, meta_a.clone(), assignment(&[])).await;
         let instance = format!("describe-instance-v{v}");
         let mut m = Classic::new(&b, &group, Some(&instance), meta_m.clone()).await;
@@ -2071,23 +2105,31 @@ async fn describe_groups() {
         }
         let r = c.send(v, &req).await;
         assert_eq!(r.groups.len(), 4, "{what}: one answer per group");
-        let ids: Vec<&str> = r.groups.iter().map(|g| g.group_id.0.as_str()).collect();
+        let by_id: BTreeMap<&str, &DescribedGroup> = r
+            .groups
+            .iter()
+            .map(|g| (g.group_id.0.as_str(), g))
+            .collect();
         assert_eq!(
-            ids,
-            vec![
+            by_id.keys().copied().collect::<BTreeSet<_>>(),
+            BTreeSet::from([
                 group.as_str(),
                 joining.as_str(),
                 unknown.as_str(),
                 "describe-consumer"
-            ],
-            "{what}: in order"
+            ]),
+            "{what}: the groups asked for"
         );
 
         // The stable group: state, protocol and every member with metadata and assignment.
-        let g = &r.groups[0];
+        let g = by_id[group.as_str()];
         assert_eq!(g.error_code, 0, "{what}: {}", code_name(g.error_code));
         assert_eq!(g.group_state.as_str(), "Stable", "{what}: state");
-        assert_eq!(g.protocol_type.as_str(), "consumer", "{what}: protocol type");
+        assert_eq!(
+            g.protocol_type.as_str(),
+            "consumer",
+            "{what}: protocol type"
+        );
         assert_eq!(g.protocol_data.as_str(), PROTOCOLS[0], "{what}: protocol");
         if v >= 3 {
             assert_eq!(
@@ -2141,18 +2183,22 @@ async fn describe_groups() {
         );
 
         // Awaiting SyncGroup: members, but no protocol, metadata or assignment yet.
-        let g = &r.groups[1];
+        let g = by_id[joining.as_str()];
         assert_eq!(g.error_code, 0, "{what}");
         assert_eq!(g.group_state.as_str(), "CompletingRebalance", "{what}");
         assert_eq!(g.protocol_type.as_str(), "consumer", "{what}");
-        assert_eq!(g.protocol_data.as_str(), "", "{what}: no protocol until stable");
+        assert_eq!(
+            g.protocol_data.as_str(),
+            "",
+            "{what}: no protocol until stable"
+        );
         assert_eq!(g.members.len(), 1, "{what}");
         assert_eq!(g.members[0].member_id.as_str(), j.id, "{what}");
         assert!(g.members[0].member_metadata.is_empty(), "{what}");
         assert!(g.members[0].member_assignment.is_empty(), "{what}");
 
         // No such classic group: Dead; from v6 also GROUP_ID_NOT_FOUND (KIP-1043).
-        for g in &r.groups[2..] {
+        for g in [by_id[unknown.as_str()], by_id["describe-consumer"]] {
             let name = g.group_id.0.as_str();
             let expected = if v >= 6 {
                 err(ResponseError::GroupIdNotFound)
@@ -2171,9 +2217,8 @@ async fn describe_groups() {
         }
 
         // Everybody leaves: Empty, and the protocol type stays.
-        let r = a
-            .c
-            .send(
+        let r =
+            a.c.send(
                 H_LEAVE,
                 &LeaveGroupRequest::default()
                     .with_group_id(gid(&group))
@@ -2187,12 +2232,19 @@ async fn describe_groups() {
             .await;
         assert_eq!(r.error_code, 0);
         let r = c
-            .send(v, &DescribeGroupsRequest::default().with_groups(vec![gid(&group)]))
+            .send(
+                v,
+                &DescribeGroupsRequest::default().with_groups(vec![gid(&group)]),
+            )
             .await;
         let g = &r.groups[0];
         assert_eq!(g.error_code, 0, "{what}: an empty group");
         assert_eq!(g.group_state.as_str(), "Empty", "{what}: an empty group");
-        assert_eq!(g.protocol_type.as_str(), "consumer", "{what}: an empty group");
+        assert_eq!(
+            g.protocol_type.as_str(),
+            "consumer",
+            "{what}: an empty group"
+        );
         assert!(g.members.is_empty(), "{what}: an empty group");
     }
 }
@@ -2212,7 +2264,14 @@ async fn list_groups() {
     let _stable = stable_alone(&b, "list-stable", subscription(&[topic]), assignment(&[])).await;
     let mut empty = stable_alone(&b, "list-empty", subscription(&[topic]), assignment(&[])).await;
     empty.leave().await;
-    commit(&mut c, "list-simple", -1, "", &[(topic, &[(0, 1, None, -1)])]).await;
+    commit(
+        &mut c,
+        "list-simple",
+        -1,
+        "",
+        &[(topic, &[(0, 1, None, -1)])],
+    )
+    .await;
     let (_cg_member, _) =
         CgMember::join(&b, H_CONSUMER_HEARTBEAT, "list-consumer", "m", &[topic]).await;
     // id -> (protocol type, state, type)
@@ -2337,28 +2396,38 @@ async fn delete_groups() {
         let simple = format!("delete-simple-v{v}");
         let unknown = format!("delete-nobody-v{v}");
         let delete = |groups: &[&str]| {
-            DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| gid(g)).collect())
+            DeleteGroupsRequest::default()
+                .with_groups_names(groups.iter().map(|g| gid(g)).collect())
         };
         let results = |r: &kafka_protocol::messages::DeleteGroupsResponse| -> Vec<(String, i16)> {
-            r.results
-                .iter()
-                .map(|g| (g.group_id.0.to_string(), g.error_code))
-                .collect()
+            sorted(
+                r.results
+                    .iter()
+                    .map(|g| (g.group_id.0.to_string(), g.error_code))
+                    .collect(),
+            )
         };
 
         let mut a = stable_alone(&b, &group, subscription(&[topic]), assignment(&[])).await;
-        commit(&mut c, &group, a.generation, &a.id, &[(topic, &[(0, 11, None, -1)])]).await;
+        commit(
+            &mut c,
+            &group,
+            a.generation,
+            &a.id,
+            &[(topic, &[(0, 11, None, -1)])],
+        )
+        .await;
         let (mut m, _) = CgMember::join(&b, H_CONSUMER_HEARTBEAT, &cg, "m", &[topic]).await;
         commit(&mut c, &simple, -1, "", &[(topic, &[(1, 12, None, -1)])]).await;
 
         let r = c.send(v, &delete(&[&group, &cg, &unknown])).await;
         assert_eq!(
             results(&r),
-            vec![
+            sorted(vec![
                 (group.clone(), err(ResponseError::NonEmptyGroup)),
                 (cg.clone(), err(ResponseError::NonEmptyGroup)),
                 (unknown.clone(), err(ResponseError::GroupIdNotFound)),
-            ],
+            ]),
             "{what}: groups with members, and one that does not exist"
         );
         assert_eq!(
@@ -2373,7 +2442,7 @@ async fn delete_groups() {
         let r = c.send(v, &delete(&[&group, &cg, &simple])).await;
         assert_eq!(
             results(&r),
-            vec![(group.clone(), 0), (cg.clone(), 0), (simple.clone(), 0)],
+            sorted(vec![(group.clone(), 0), (cg.clone(), 0), (simple.clone(), 0)]),
             "{what}: empty groups"
         );
         assert_eq!(
@@ -2452,9 +2521,16 @@ async fn consumer_group_heartbeat() {
 
         // The first member is told to keep half: its epoch waits for the revocation.
         let r = a.heartbeat().await;
-        assert!(r.assignment.is_some(), "{what}: the first member's new assignment");
+        assert!(
+            r.assignment.is_some(),
+            "{what}: the first member's new assignment"
+        );
         let kept = named(&topics, &a.owned);
-        assert_eq!(kept.len(), 2, "{what}: the first member keeps half: {kept:?}");
+        assert_eq!(
+            kept.len(),
+            2,
+            "{what}: the first member keeps half: {kept:?}"
+        );
         assert!(kept.is_subset(&all), "{what}");
         assert_eq!(a.epoch, epoch_a, "{what}: no new epoch before revoking");
         // Meanwhile the second still gets nothing.
@@ -2465,7 +2541,10 @@ async fn consumer_group_heartbeat() {
         );
         // The first member acknowledges (it now owns only what it kept) and moves on.
         a.heartbeat().await;
-        assert_eq!(a.epoch, m.epoch, "{what}: the first member reaches the new epoch");
+        assert_eq!(
+            a.epoch, m.epoch,
+            "{what}: the first member reaches the new epoch"
+        );
         assert_eq!(named(&topics, &a.owned), kept, "{what}");
         // The second gets the rest.
         let r = m.heartbeat().await;
@@ -2497,7 +2576,10 @@ async fn consumer_group_heartbeat() {
         let before = m.epoch;
         a.leave().await;
         let r = m.heartbeat().await;
-        assert!(r.assignment.is_some(), "{what}: the departed member's partitions");
+        assert!(
+            r.assignment.is_some(),
+            "{what}: the departed member's partitions"
+        );
         assert_eq!(named(&topics, &m.owned), all, "{what}: alone again");
         assert!(m.epoch > before, "{what}: a new epoch after a member left");
         m.leave().await;
@@ -2599,29 +2681,30 @@ async fn consumer_group_describe() {
                 .with_group_ids(groups.iter().map(|g| gid(g)).collect())
                 .with_include_authorized_operations(false)
         };
-        let check_member = |d: &kafka_protocol::messages::consumer_group_describe_response::Member,
-                            m: &CgMember| {
-            assert_eq!(d.member_id.as_str(), m.id, "{what}: member id");
-            assert_eq!(d.member_epoch, m.epoch, "{what}: member epoch");
-            assert_eq!(d.client_id.as_str(), CLIENT_ID, "{what}: client id");
-            assert_eq!(d.client_host.as_str(), CLIENT_HOST, "{what}: client host");
-            assert_eq!(d.instance_id, None, "{what}: instance id");
-            let subscribed: Vec<&str> = d
-                .subscribed_topic_names
-                .iter()
-                .map(|t| t.0.as_str())
-                .collect();
-            assert_eq!(subscribed, vec![topic], "{what}: subscription");
-            assert_eq!(
-                described(&topics, &d.assignment),
-                named(&topics, &m.owned),
-                "{what}: the member's assignment"
-            );
-            if v >= 1 {
-                // KIP-1099: 1 is a member of the consumer protocol.
-                assert_eq!(d.member_type, 1, "{what}: member type");
-            }
-        };
+        let check_member =
+            |d: &kafka_protocol::messages::consumer_group_describe_response::Member,
+             m: &CgMember| {
+                assert_eq!(d.member_id.as_str(), m.id, "{what}: member id");
+                assert_eq!(d.member_epoch, m.epoch, "{what}: member epoch");
+                assert_eq!(d.client_id.as_str(), CLIENT_ID, "{what}: client id");
+                assert_eq!(d.client_host.as_str(), CLIENT_HOST, "{what}: client host");
+                assert_eq!(d.instance_id, None, "{what}: instance id");
+                let subscribed: Vec<&str> = d
+                    .subscribed_topic_names
+                    .iter()
+                    .map(|t| t.0.as_str())
+                    .collect();
+                assert_eq!(subscribed, vec![topic], "{what}: subscription");
+                assert_eq!(
+                    described(&topics, &d.assignment),
+                    named(&topics, &m.owned),
+                    "{what}: the member's assignment"
+                );
+                if v >= 1 {
+                    // KIP-1099: 1 is a member of the consumer protocol.
+                    assert_eq!(d.member_type, 1, "{what}: member type");
+                }
+            };
 
         // One member: stable, everything assigned.
         let (mut a, _) = CgMember::join(&b, H_CONSUMER_HEARTBEAT, &group, "a", &[topic]).await;
@@ -2641,8 +2724,16 @@ async fn consumer_group_describe() {
         assert_eq!(g.group_state.as_str(), "Stable", "{what}: one member");
         assert_eq!(g.group_epoch, a.epoch, "{what}: group epoch");
         assert_eq!(g.assignment_epoch, a.epoch, "{what}: assignment epoch");
-        assert_eq!(g.assignor_name.as_str(), "uniform", "{what}: the default assignor");
-        assert_eq!(g.authorized_operations, i32::MIN, "{what}: operations not asked for");
+        assert_eq!(
+            g.assignor_name.as_str(),
+            "uniform",
+            "{what}: the default assignor"
+        );
+        assert_eq!(
+            g.authorized_operations,
+            i32::MIN,
+            "{what}: operations not asked for"
+        );
         assert_eq!(g.members.len(), 1, "{what}");
         check_member(&g.members[0], &a);
         assert_eq!(described(&topics, &g.members[0].assignment), all, "{what}");
@@ -2665,10 +2756,21 @@ async fn consumer_group_describe() {
         let r = c.send(v, &describe_v(&[&group])).await;
         let g = &r.groups[0];
         assert_eq!(g.error_code, 0, "{what}");
-        assert_eq!(g.group_state.as_str(), "Reconciling", "{what}: a member joined");
+        assert_eq!(
+            g.group_state.as_str(),
+            "Reconciling",
+            "{what}: a member joined"
+        );
         assert_eq!(g.group_epoch, m.epoch, "{what}: group epoch");
-        assert_eq!(g.assignment_epoch, m.epoch, "{what}: the target is computed");
-        let by_id: BTreeMap<&str, _> = g.members.iter().map(|d| (d.member_id.as_str(), d)).collect();
+        assert_eq!(
+            g.assignment_epoch, m.epoch,
+            "{what}: the target is computed"
+        );
+        let by_id: BTreeMap<&str, _> = g
+            .members
+            .iter()
+            .map(|d| (d.member_id.as_str(), d))
+            .collect();
         assert_eq!(by_id.len(), 2, "{what}: two members");
         let (da, dm) = (by_id[a.id.as_str()], by_id[m.id.as_str()]);
         check_member(dm, &m);

@@ -781,6 +781,10 @@ impl GroupShard {
             fx.replies
                 .push((reply, Deferred::Sync(sync_error(code(e)))));
         };
+        if group_id.is_empty() {
+            fail(&mut fx, ResponseError::InvalidGroupId);
+            return fx;
+        }
         let Some(g) = classic_in(&mut self.groups, &group_id) else {
             fail(&mut fx, ResponseError::UnknownMemberId);
             return fx;
@@ -892,6 +896,9 @@ impl GroupShard {
         let group_id = req.group_id.to_string();
         let member_id = req.member_id.to_string();
         let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
+        if group_id.is_empty() {
+            return code(ResponseError::InvalidGroupId);
+        }
         let Some(g) = classic_in(&mut self.groups, &group_id) else {
             return code(ResponseError::UnknownMemberId);
         };
@@ -940,6 +947,11 @@ impl GroupShard {
         } else {
             vec![(req.member_id.to_string(), None)]
         };
+        if group_id.is_empty() {
+            let response =
+                LeaveGroupResponse::default().with_error_code(code(ResponseError::InvalidGroupId));
+            return (response, fx);
+        }
         let Some(g) = classic_in(&mut self.groups, &group_id) else {
             let response =
                 LeaveGroupResponse::default().with_error_code(code(ResponseError::UnknownMemberId));
