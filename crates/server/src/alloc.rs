@@ -78,8 +78,6 @@ unsafe impl GlobalAlloc for Allocator {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn a_huge_untouched_reservation_is_cheap() {
         // 256 GiB: far beyond this machine's memory, fine as a lazy mapping.

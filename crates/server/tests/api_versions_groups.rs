@@ -356,7 +356,7 @@ async fn commit(
 }
 
 /// A committed offset as OffsetFetch shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Committed {
     offset: i64,
     leader_epoch: i32,
@@ -1148,6 +1148,106 @@ async fn join_group() {
             "{what}: the leader gets both members with their own metadata"
         );
         assert!(rb.members.is_empty(), "{what}: a follower gets no members");
+
+        // Both sync: the group is stable.
+        let generation = ra.generation_id;
+        let to_b = assignment(&[("join-topic", &[1])]);
+        let sb = bc
+            .write(
+                H_SYNC,
+                &sync_req(
+                    H_SYNC,
+                    &group,
+                    generation,
+                    &b_id,
+                    b_instance.as_deref(),
+                    "consumer",
+                    &[],
+                ),
+            )
+            .await;
+        let to_a = assignment(&[("join-topic", &[0])]);
+        let s = a
+            .send(
+                H_SYNC,
+                &sync_req(
+                    H_SYNC,
+                    &group,
+                    generation,
+                    &a_id,
+                    None,
+                    "consumer",
+                    &[(&a_id, to_a), (&b_id, to_b.clone())],
+                ),
+            )
+            .await;
+        assert_eq!(s.error_code, 0, "{what}: the leader's sync");
+        let s: SyncGroupResponse = bc.read(ApiKey::SyncGroup, H_SYNC, sb).await;
+        assert_eq!(s.error_code, 0, "{what}: the follower's sync");
+        assert_eq!(s.assignment, to_b, "{what}: the follower's sync");
+
+        // A static follower that restarts (KIP-345) rejoins without a member id: it gets a new
+        // one and keeps its assignment, nobody rebalances, and the old incarnation is fenced.
+        if let Some(instance) = &b_instance {
+            let mut restarted = b.client().await;
+            let r = restarted
+                .send(
+                    v,
+                    &join_req(v, &group, "", Some(instance), "consumer", &meta_b),
+                )
+                .await;
+            assert_eq!(r.error_code, 0, "{what}: a static member restarts: {r:?}");
+            let new_id = r.member_id.to_string();
+            assert_ne!(new_id, b_id, "{what}: a new id for the new incarnation");
+            assert!(
+                new_id.starts_with(&format!("{instance}-")),
+                "{what}: member id {new_id:?}"
+            );
+            assert_eq!(
+                r.generation_id, generation,
+                "{what}: no rebalance for a returning static member"
+            );
+            assert_eq!(r.leader.as_str(), a_id, "{what}: the leader stays");
+            assert_eq!(r.protocol_name.as_deref(), Some(PROTOCOLS[0]), "{what}");
+            assert!(r.members.is_empty(), "{what}: a follower gets no members");
+            let s = restarted
+                .send(
+                    H_SYNC,
+                    &sync_req(
+                        H_SYNC,
+                        &group,
+                        generation,
+                        &new_id,
+                        Some(instance),
+                        "consumer",
+                        &[],
+                    ),
+                )
+                .await;
+            assert_eq!(s.error_code, 0, "{what}: the new incarnation syncs");
+            assert_eq!(
+                s.assignment, to_b,
+                "{what}: the returning member keeps its assignment"
+            );
+            let h = bc
+                .send(
+                    H_HEARTBEAT,
+                    &heartbeat_req(H_HEARTBEAT, &group, generation, &b_id, Some(instance)),
+                )
+                .await;
+            assert_eq!(
+                h.error_code,
+                err(ResponseError::FencedInstanceId),
+                "{what}: the old incarnation is fenced"
+            );
+            let h = a
+                .send(
+                    H_HEARTBEAT,
+                    &heartbeat_req(H_HEARTBEAT, &group, generation, &a_id, None),
+                )
+                .await;
+            assert_eq!(h.error_code, 0, "{what}: the leader sees no rebalance");
+        }
     }
 }
 
@@ -1859,8 +1959,8 @@ async fn offset_fetch() {
                 })
                 .collect();
             assert_eq!(
-                got,
-                vec![
+                sorted(got),
+                sorted(vec![
                     (group.clone(), 0, named_partitions.clone()),
                     (
                         group2.clone(),
@@ -1868,8 +1968,8 @@ async fn offset_fetch() {
                         offsets(&[(topic, 2, committed(o(300), 3, "second"))])
                     ),
                     (nobody.clone(), 0, offsets(&[(topic, 0, no_offset())])),
-                ],
-                "{what}: one answer per group, in order"
+                ]),
+                "{what}: one answer per group"
             );
         }
 
@@ -2442,7 +2542,11 @@ async fn delete_groups() {
         let r = c.send(v, &delete(&[&group, &cg, &simple])).await;
         assert_eq!(
             results(&r),
-            sorted(vec![(group.clone(), 0), (cg.clone(), 0), (simple.clone(), 0)]),
+            sorted(vec![
+                (group.clone(), 0),
+                (cg.clone(), 0),
+                (simple.clone(), 0)
+            ]),
             "{what}: empty groups"
         );
         assert_eq!(
@@ -2582,6 +2686,23 @@ async fn consumer_group_heartbeat() {
         );
         assert_eq!(named(&topics, &m.owned), all, "{what}: alone again");
         assert!(m.epoch > before, "{what}: a new epoch after a member left");
+
+        // The member subscribes to one more topic: a new epoch, with that topic's partitions.
+        let more = format!("cgh-more-v{v}");
+        create_topic(&mut c, &more, 1, &[]).await;
+        let both = topics_metadata(&mut c, &[&topic, &more]).await;
+        let before = m.epoch;
+        let mut req = m.request(&m.id, m.epoch);
+        req.subscribed_topic_names = Some(vec![topic_name(&topic), topic_name(&more)]);
+        let r = m.c.send(v, &req).await;
+        assert_eq!(r.error_code, 0, "{what}: a new subscription: {r:?}");
+        m.absorb(&r);
+        assert!(m.epoch > before, "{what}: a new subscription, a new epoch");
+        assert_eq!(
+            named(&both, &m.owned),
+            all_partitions(&both),
+            "{what}: the new topic's partitions too"
+        );
         m.leave().await;
         assert_eq!(
             consumer_describe(&mut c, &group).await.group_state.as_str(),
@@ -2712,7 +2833,14 @@ async fn consumer_group_describe() {
             .send(v, &describe_v(&[&group, &unknown, "cgd-classic"]))
             .await;
         assert_eq!(r.groups.len(), 3, "{what}: one answer per group");
-        let g = &r.groups[0];
+        let by_id: BTreeMap<&str, &ConsumerDescribedGroup> = r
+            .groups
+            .iter()
+            .map(|g| (g.group_id.0.as_str(), g))
+            .collect();
+        let g = by_id
+            .get(group.as_str())
+            .unwrap_or_else(|| panic!("{what}: no answer for {group}"));
         assert_eq!(
             g.error_code,
             0,
@@ -2742,8 +2870,10 @@ async fn consumer_group_describe() {
             all,
             "{what}: target"
         );
-        for (g, name) in r.groups[1..].iter().zip([unknown.as_str(), "cgd-classic"]) {
-            assert_eq!(g.group_id.0.as_str(), name, "{what}");
+        for name in [unknown.as_str(), "cgd-classic"] {
+            let g = by_id
+                .get(name)
+                .unwrap_or_else(|| panic!("{what}: no answer for {name}"));
             assert_eq!(
                 g.error_code,
                 err(ResponseError::GroupIdNotFound),
@@ -2807,4 +2937,81 @@ async fn consumer_group_describe() {
         assert_eq!(g.group_state.as_str(), "Empty", "{what}: an empty group");
         assert!(g.members.is_empty(), "{what}: an empty group");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authorized operations
+// ---------------------------------------------------------------------------------------------
+
+/// Authorized operations, when asked for (DescribeGroups v3+, ConsumerGroupDescribe): with no
+/// authorizer Kafka answers every operation a group supports (`AuthHelper.authorizedOperations`
+/// over `AclEntry.supportedOperations(GROUP)`: READ, DESCRIBE, DELETE, DESCRIBE_CONFIGS,
+/// ALTER_CONFIGS), never the "not provided" value i32::MIN. Kept apart from the per-API tests,
+/// like `authorized_operations_when_requested` in `api_versions.rs`.
+#[tokio::test]
+async fn group_authorized_operations_when_requested() {
+    const READ: i32 = 1 << 3;
+    const DELETE: i32 = 1 << 6;
+    const DESCRIBE: i32 = 1 << 8;
+    let b = start_broker().await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "ops-topic", 1, &[]).await;
+    let _classic = stable_alone(
+        &b,
+        "ops-classic",
+        subscription(&["ops-topic"]),
+        assignment(&[]),
+    )
+    .await;
+    let (_member, _) = CgMember::join(
+        &b,
+        H_CONSUMER_HEARTBEAT,
+        "ops-consumer",
+        "m",
+        &["ops-topic"],
+    )
+    .await;
+    let mut failures = Vec::new();
+    for v in c.versions(ApiKey::DescribeGroups).await {
+        if v < 3 {
+            continue;
+        }
+        let r = c
+            .send(
+                v,
+                &DescribeGroupsRequest::default()
+                    .with_groups(vec![gid("ops-classic")])
+                    .with_include_authorized_operations(true),
+            )
+            .await;
+        assert_eq!(r.groups[0].error_code, 0);
+        let ops = r.groups[0].authorized_operations;
+        if ops == i32::MIN || ops & (READ | DESCRIBE | DELETE) != READ | DESCRIBE | DELETE {
+            failures.push(format!(
+                "DescribeGroups v{v}: authorized operations {ops:#x}"
+            ));
+        }
+    }
+    for v in c.versions(ApiKey::ConsumerGroupDescribe).await {
+        let r = c
+            .send(
+                v,
+                &ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![gid("ops-consumer")])
+                    .with_include_authorized_operations(true),
+            )
+            .await;
+        assert_eq!(r.groups[0].error_code, 0);
+        let ops = r.groups[0].authorized_operations;
+        if ops == i32::MIN || ops & (READ | DESCRIBE | DELETE) != READ | DESCRIBE | DELETE {
+            failures.push(format!(
+                "ConsumerGroupDescribe v{v}: authorized operations {ops:#x}"
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "group authorized operations when requested:\n{}",
+        failures.join("\n")
+    );
 }

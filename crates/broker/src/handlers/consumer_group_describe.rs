@@ -6,12 +6,17 @@ use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse};
 use strata_coordinator::Effects;
 
-use crate::Broker;
+use crate::{acl, Broker};
 
 pub async fn handle(
     broker: &Arc<Broker>,
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
+    let ops = if req.include_authorized_operations {
+        acl::GROUP_OPERATIONS
+    } else {
+        acl::NOT_PROVIDED
+    };
     let mut groups = Vec::with_capacity(req.group_ids.len());
     for id in req.group_ids {
         let result = match broker.groups.shard_for(broker, &id).await {
@@ -19,7 +24,10 @@ pub async fn handle(
                 let key = id.to_string();
                 shard
                     .call(move |shard, _, topics| {
-                        (shard.consumer_describe(&key, topics), Effects::default())
+                        (
+                            shard.consumer_describe(&key, ops, topics),
+                            Effects::default(),
+                        )
                     })
                     .await
             }

@@ -9,6 +9,7 @@ use crate::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
+    version: i16,
     client: Client,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
@@ -16,7 +17,14 @@ pub async fn handle(
         Ok(shard) => {
             shard
                 .call(move |shard, now_ms, topics| {
-                    shard.consumer_heartbeat(now_ms, &client.id, &client.host, &req, topics)
+                    shard.consumer_heartbeat(
+                        now_ms,
+                        version,
+                        &client.id,
+                        &client.host,
+                        &req,
+                        topics,
+                    )
                 })
                 .await
         }

@@ -6,13 +6,18 @@ use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use strata_coordinator::Effects;
 
-use crate::Broker;
+use crate::{acl, Broker};
 
 pub async fn handle(
     broker: &Arc<Broker>,
     version: i16,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let ops = if req.include_authorized_operations {
+        acl::GROUP_OPERATIONS
+    } else {
+        acl::NOT_PROVIDED
+    };
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let result = match broker.groups.shard_for(broker, &id).await {
@@ -20,7 +25,7 @@ pub async fn handle(
                 let key = id.to_string();
                 shard
                     .call(move |shard, _, _| {
-                        (shard.describe_group(&key, version), Effects::default())
+                        (shard.describe_group(&key, version, ops), Effects::default())
                     })
                     .await
             }

@@ -122,7 +122,7 @@ pub async fn handle(broker: &Arc<Broker>, request: Request, peer: &str) -> Optio
             ResponseKind::DeleteGroups(delete_groups::handle(broker, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(broker, client(), r).await,
+            consumer_group_heartbeat::handle(broker, v, client(), r).await,
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(broker, r).await)

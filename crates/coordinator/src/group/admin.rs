@@ -11,12 +11,17 @@ use super::{Effects, Group, GroupShard};
 
 impl GroupShard {
     /// A classic group as DescribeGroups shows it; KIP-848 groups are not classic groups.
-    pub fn describe_group(&self, group_id: &str, version: i16) -> DescribedGroup {
+    pub fn describe_group(
+        &self,
+        group_id: &str,
+        version: i16,
+        authorized_operations: i32,
+    ) -> DescribedGroup {
         let dead = || {
             let mut d = DescribedGroup::default()
                 .with_group_id(StrBytes::from(group_id.to_string()).into())
                 .with_group_state("Dead".into())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(authorized_operations);
             if version >= 6 {
                 d.error_code = ResponseError::GroupIdNotFound.code();
             }
@@ -51,7 +56,7 @@ impl GroupShard {
             .with_protocol_type(g.protocol_type.clone().unwrap_or_default().into())
             .with_protocol_data(if stable { protocol } else { String::new() }.into())
             .with_members(members)
-            .with_authorized_operations(i32::MIN)
+            .with_authorized_operations(authorized_operations)
     }
 
     /// Groups whose state and type pass the filters (empty filters pass everything; states

@@ -1097,11 +1097,18 @@ fn new_member(
 }
 
 /// FENCED_INSTANCE_ID when `instance_id` is registered to another member id.
-fn fenced_instance(g: &ClassicGroup, instance_id: &Option<String>, member_id: &str) -> Option<i16> {
+/// Kafka's check of a request naming `instance_id`: the instance must be registered, and to
+/// `member_id` (else FENCED_INSTANCE_ID: a newer incarnation holds it).
+pub(crate) fn fenced_instance(
+    g: &ClassicGroup,
+    instance_id: &Option<String>,
+    member_id: &str,
+) -> Option<i16> {
     let iid = instance_id.as_ref()?;
     match g.static_members.get(iid) {
+        None => Some(code(ResponseError::UnknownMemberId)),
         Some(registered) if registered != member_id => Some(code(ResponseError::FencedInstanceId)),
-        _ => None,
+        Some(_) => None,
     }
 }
 

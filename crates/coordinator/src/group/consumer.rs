@@ -304,6 +304,7 @@ impl GroupShard {
     pub fn consumer_heartbeat(
         &mut self,
         now_ms: u64,
+        version: i16,
         client_id: &str,
         client_host: &str,
         req: &ConsumerGroupHeartbeatRequest,
@@ -312,6 +313,7 @@ impl GroupShard {
         let mut fx = Effects::default();
         let response = match self.consumer_heartbeat_inner(
             now_ms,
+            version,
             client_id,
             client_host,
             req,
@@ -327,9 +329,11 @@ impl GroupShard {
         (response, fx)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn consumer_heartbeat_inner(
         &mut self,
         now_ms: u64,
+        version: i16,
         client_id: &str,
         client_host: &str,
         req: &ConsumerGroupHeartbeatRequest,
@@ -357,10 +361,12 @@ impl GroupShard {
             if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
                 return invalid("SubscribedTopicNames must be set in first request.");
             }
-            if req.topic_partitions.as_ref().is_some_and(|t| !t.is_empty()) {
+            if req.topic_partitions.as_ref().is_none_or(|t| !t.is_empty()) {
                 return invalid("TopicPartitions must be empty when (re-)joining.");
             }
-        } else if req.member_id.is_empty() {
+        }
+        // From v1 (KIP-1082) the client makes its member id, even to join.
+        if req.member_id.is_empty() && (epoch != 0 || version >= 1) {
             return invalid("MemberId can't be empty.");
         } else if epoch < STATIC_LEAVE_EPOCH {
             return invalid("MemberEpoch is invalid.");
@@ -901,7 +907,12 @@ impl GroupShard {
         out
     }
 
-    pub fn consumer_describe(&self, group_id: &str, topics: &dyn TopicLookup) -> DescribedGroup {
+    pub fn consumer_describe(
+        &self,
+        group_id: &str,
+        authorized_operations: i32,
+        topics: &dyn TopicLookup,
+    ) -> DescribedGroup {
         let Some(Group::Consumer(g)) = self.groups.get(group_id) else {
             let message = match self.groups.get(group_id) {
                 Some(Group::Classic(_)) => format!("Group {group_id} is not a consumer group."),
@@ -912,7 +923,7 @@ impl GroupShard {
                 .with_error_code(ResponseError::GroupIdNotFound.code())
                 .with_error_message(Some(message.into()))
                 .with_group_state("Dead".into())
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(authorized_operations);
         };
         let describe = |p: &Partitions| {
             DescribeAssignment::default().with_topic_partitions(
@@ -966,7 +977,7 @@ impl GroupShard {
             .with_assignment_epoch(g.target.epoch)
             .with_assignor_name(g.target.assignor.clone().into())
             .with_members(members)
-            .with_authorized_operations(i32::MIN)
+            .with_authorized_operations(authorized_operations)
     }
 }
 

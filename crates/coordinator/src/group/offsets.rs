@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
 };
 
-use super::classic::{ClassicGroup, ClassicState};
+use super::classic::{fenced_instance, ClassicGroup, ClassicState};
 use super::records::{GroupRecord, OffsetValue, RecordKey, RecordValue};
 use super::timers::TimerKey;
 use super::{Effects, Group, GroupShard, TopicLookup};
@@ -124,13 +124,9 @@ impl GroupShard {
                 if generation < 0 && g.state == ClassicState::Empty {
                     return Ok(());
                 }
-                if let Some(iid) = &req.group_instance_id {
-                    if g.static_members
-                        .get(iid.as_str())
-                        .is_some_and(|m| *m != member_id)
-                    {
-                        return Err(code(ResponseError::FencedInstanceId));
-                    }
+                let instance_id = req.group_instance_id.as_ref().map(|i| i.to_string());
+                if let Some(e) = fenced_instance(g, &instance_id, &member_id) {
+                    return Err(e);
                 }
                 let Some(member) = g.members.get(&member_id) else {
                     return Err(code(ResponseError::UnknownMemberId));
@@ -159,6 +155,10 @@ impl GroupShard {
                 let Some(m) = g.members.get(&member_id) else {
                     return Err(code(ResponseError::UnknownMemberId));
                 };
+                if version < 9 {
+                    // Members of the consumer protocol commit with their epoch (v9 and later).
+                    return Err(code(ResponseError::UnsupportedVersion));
+                }
                 if generation != m.epoch {
                     return Err(code(ResponseError::StaleMemberEpoch));
                 }
@@ -167,7 +167,8 @@ impl GroupShard {
         }
     }
 
-    /// Checks an OffsetFetch made by a KIP-848 member (v9 and later).
+    /// Checks an OffsetFetch that names a member (v9 and later): only KIP-848 groups check it,
+    /// as in Kafka; other groups, and missing ones, answer as usual.
     pub fn validate_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> Result<(), i16> {
         match self.groups.get(group_id) {
             Some(Group::Consumer(g)) => match g.members.get(member_id) {
@@ -175,7 +176,7 @@ impl GroupShard {
                 Some(m) if m.epoch != epoch => Err(code(ResponseError::StaleMemberEpoch)),
                 Some(_) => Ok(()),
             },
-            _ => Err(code(ResponseError::UnknownMemberId)),
+            _ => Ok(()),
         }
     }
 

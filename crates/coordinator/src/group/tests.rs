@@ -431,22 +431,22 @@ fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
 #[test]
 fn kip848_partitions_move_only_after_revocation() {
     let mut g = shard(0);
-    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &cg_heartbeat("a", 0, None), &Topics);
+    let (r, _) = g.consumer_heartbeat_v0(0, "c", "/h", &cg_heartbeat("a", 0, None), &Topics);
     assert_eq!(r.error_code, 0);
     let epoch_a = r.member_epoch;
     assert_eq!(assigned(&r), Some((0..6).collect()));
     // b joins: its share is still a's, so b gets nothing until a revokes.
-    let (r, _) = g.consumer_heartbeat(1, "c", "/h", &cg_heartbeat("b", 0, None), &Topics);
+    let (r, _) = g.consumer_heartbeat_v0(1, "c", "/h", &cg_heartbeat("b", 0, None), &Topics);
     let epoch_b = r.member_epoch;
     assert_eq!(assigned(&r), Some(vec![]));
-    let (r, _) = g.consumer_heartbeat(2, "c", "/h", &cg_heartbeat("a", epoch_a, None), &Topics);
+    let (r, _) = g.consumer_heartbeat_v0(2, "c", "/h", &cg_heartbeat("a", epoch_a, None), &Topics);
     let keep = assigned(&r).expect("a is told to shrink");
     assert_eq!(keep.len(), 3);
     assert_eq!(
         r.member_epoch, epoch_a,
         "a stays at its epoch while revoking"
     );
-    let (r, _) = g.consumer_heartbeat(
+    let (r, _) = g.consumer_heartbeat_v0(
         3,
         "c",
         "/h",
@@ -455,7 +455,7 @@ fn kip848_partitions_move_only_after_revocation() {
     );
     assert_eq!(assigned(&r), None, "b still waits");
     // a confirms it revoked: it moves to the new epoch, then b gets the freed partitions.
-    let (r, _) = g.consumer_heartbeat(
+    let (r, _) = g.consumer_heartbeat_v0(
         4,
         "c",
         "/h",
@@ -463,7 +463,7 @@ fn kip848_partitions_move_only_after_revocation() {
         &Topics,
     );
     assert!(r.member_epoch > epoch_a);
-    let (r, _) = g.consumer_heartbeat(
+    let (r, _) = g.consumer_heartbeat_v0(
         5,
         "c",
         "/h",
@@ -475,9 +475,10 @@ fn kip848_partitions_move_only_after_revocation() {
     all.sort_unstable();
     assert_eq!(all, (0..6).collect::<Vec<_>>());
     // A stale epoch is fenced; leaving frees everything for the other member.
-    let (r, _) = g.consumer_heartbeat(6, "c", "/h", &cg_heartbeat("a", epoch_a - 1, None), &Topics);
+    let (r, _) =
+        g.consumer_heartbeat_v0(6, "c", "/h", &cg_heartbeat("a", epoch_a - 1, None), &Topics);
     assert_eq!(r.error_code, ResponseError::FencedMemberEpoch.code());
-    let (r, _) = g.consumer_heartbeat(
+    let (r, _) = g.consumer_heartbeat_v0(
         7,
         "c",
         "/h",
@@ -511,7 +512,7 @@ fn classic_join_to_a_live_consumer_group_is_refused() {
     let mut g = shard(0);
     let mut req = cg_heartbeat("a", 0, None);
     req.group_id = s("g").into();
-    g.consumer_heartbeat(0, "c", "/h", &req, &Topics);
+    g.consumer_heartbeat_v0(0, "c", "/h", &req, &Topics);
     let fx = g.join_group(0, 1, 7, joiner(), &join_req("", None));
     assert_eq!(
         joined(&fx, 1).unwrap().error_code,
@@ -525,18 +526,32 @@ fn kip848_regex_subscription_matches_whole_names() {
     let mut req = cg_heartbeat("a", 0, None);
     req.subscribed_topic_names = None;
     req.subscribed_topic_regex = Some(s("t|other.*"));
-    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &req, &Topics);
+    let (r, _) = g.consumer_heartbeat_v0(0, "c", "/h", &req, &Topics);
     assert_eq!(r.error_code, 0);
     assert_eq!(assigned(&r), Some((0..6).collect()));
     let mut bad = cg_heartbeat("b", 0, None);
     bad.subscribed_topic_regex = Some(s("("));
-    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &bad, &Topics);
+    let (r, _) = g.consumer_heartbeat_v0(0, "c", "/h", &bad, &Topics);
     assert_eq!(r.error_code, ResponseError::InvalidRegularExpression.code());
     // "^(?:t.+)$" does not match "t": a prefix is not a whole-name match.
     let mut g = shard(0);
     let mut req = cg_heartbeat("a", 0, None);
     req.subscribed_topic_names = None;
     req.subscribed_topic_regex = Some(s("t.+"));
-    let (r, _) = g.consumer_heartbeat(0, "c", "/h", &req, &Topics);
+    let (r, _) = g.consumer_heartbeat_v0(0, "c", "/h", &req, &Topics);
     assert_eq!(assigned(&r), Some(vec![]));
+}
+
+impl GroupShard {
+    /// ConsumerGroupHeartbeat v0, where the broker may make the member id.
+    fn consumer_heartbeat_v0(
+        &mut self,
+        now_ms: u64,
+        client_id: &str,
+        client_host: &str,
+        req: &ConsumerGroupHeartbeatRequest,
+        topics: &dyn TopicLookup,
+    ) -> (ConsumerGroupHeartbeatResponse, Effects) {
+        self.consumer_heartbeat(now_ms, 0, client_id, client_host, req, topics)
+    }
 }
