@@ -25,6 +25,15 @@ const fn bits(ops: &[i32]) -> i32 {
 
 /// "Not requested" on the wire.
 pub const NOT_PROVIDED: i32 = i32::MIN;
+
+/// What a response reports: `operations` when the client asked for them, else "not provided".
+pub fn reported(requested: bool, operations: i32) -> i32 {
+    if requested {
+        operations
+    } else {
+        NOT_PROVIDED
+    }
+}
 pub const TOPIC_OPERATIONS: i32 = bits(&[
     READ,
     WRITE,

@@ -12,11 +12,7 @@ pub async fn handle(
     broker: &Arc<Broker>,
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
-    let ops = if req.include_authorized_operations {
-        acl::GROUP_OPERATIONS
-    } else {
-        acl::NOT_PROVIDED
-    };
+    let ops = acl::reported(req.include_authorized_operations, acl::GROUP_OPERATIONS);
     let mut groups = Vec::with_capacity(req.group_ids.len());
     for id in req.group_ids {
         let result = match broker.groups.shard_for(broker, &id).await {

@@ -40,9 +40,8 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
         .with_controller_id(BrokerId(broker.config.node_id))
         .with_brokers(brokers)
         .with_endpoint_type(request.endpoint_type)
-        .with_cluster_authorized_operations(if request.include_cluster_authorized_operations {
-            acl::CLUSTER_OPERATIONS
-        } else {
-            acl::NOT_PROVIDED
-        })
+        .with_cluster_authorized_operations(acl::reported(
+            request.include_cluster_authorized_operations,
+            acl::CLUSTER_OPERATIONS,
+        ))
 }

@@ -13,11 +13,7 @@ pub async fn handle(
     version: i16,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
-    let ops = if req.include_authorized_operations {
-        acl::GROUP_OPERATIONS
-    } else {
-        acl::NOT_PROVIDED
-    };
+    let ops = acl::reported(req.include_authorized_operations, acl::GROUP_OPERATIONS);
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let result = match broker.groups.shard_for(broker, &id).await {

@@ -16,17 +16,14 @@ use crate::{acl, topics, Broker};
 pub async fn handle(broker: &Broker, version: i16, request: MetadataRequest) -> MetadataResponse {
     // Before v4 there is no flag and every request may auto-create.
     let may_create = version < 4 || request.allow_auto_topic_creation;
-    let topic_ops = if version >= 8 && request.include_topic_authorized_operations {
-        acl::TOPIC_OPERATIONS
-    } else {
-        acl::NOT_PROVIDED
-    };
-    let cluster_ops =
-        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
-            acl::CLUSTER_OPERATIONS
-        } else {
-            acl::NOT_PROVIDED
-        };
+    let topic_ops = acl::reported(
+        version >= 8 && request.include_topic_authorized_operations,
+        acl::TOPIC_OPERATIONS,
+    );
+    let cluster_ops = acl::reported(
+        (8..=10).contains(&version) && request.include_cluster_authorized_operations,
+        acl::CLUSTER_OPERATIONS,
+    );
     let mut results = Vec::new();
     // Before v1 an empty list means every topic; from v1 on that is a null list.
     let all = request.topics.is_none()

@@ -75,24 +75,7 @@ pub async fn handle(
         wanted
             .unwrap_or_default()
             .into_iter()
-            .map(|(t, ps)| {
-                let c = ps
-                    .into_iter()
-                    .map(|p| {
-                        (
-                            p,
-                            Committed {
-                                partition: p,
-                                offset: -1,
-                                leader_epoch: -1,
-                                metadata: String::new(),
-                            },
-                        )
-                    })
-                    .map(|(_, c)| c)
-                    .collect();
-                (t, c)
-            })
+            .map(|(t, ps)| (t, ps.into_iter().map(Committed::none).collect()))
             .collect()
     } else {
         topics

@@ -143,7 +143,7 @@ pub fn uniform(
         let mut order: Vec<&str> = ids.clone();
         order.sort_by_key(|m| std::cmp::Reverse(counts[m]));
         'outer: for from in &order {
-            for ((topic, p), o) in owner.iter_mut() {
+            for ((topic, _), o) in owner.iter_mut() {
                 if o != from {
                     continue;
                 }
@@ -152,7 +152,6 @@ pub fn uniform(
                     .filter(|m| counts[m] + 1 < counts[from])
                     .min_by_key(|m| (counts[m], *m));
                 if let Some(to) = to {
-                    let _ = p;
                     *o = to;
                     *counts.get_mut(from).expect("listed") -= 1;
                     *counts.get_mut(to).expect("listed") += 1;

@@ -63,7 +63,6 @@ pub struct ClassicMember {
     pub assignment: Bytes,
     pub awaiting_join: Option<Waiter>,
     pub awaiting_sync: Option<Waiter>,
-    pub is_new: bool,
 }
 
 impl ClassicMember {
@@ -147,7 +146,6 @@ impl ClassicGroup {
                     assignment: m.assignment.clone(),
                     awaiting_join: None,
                     awaiting_sync: None,
-                    is_new: false,
                 },
             );
         }
@@ -341,31 +339,24 @@ impl GroupShard {
     ) -> Effects {
         let mut fx = Effects::default();
         let member_id = req.member_id.to_string();
+        let waiter = Waiter { reply, version };
         if let Err(e) = self.join_checks(now_ms, req, &mut fx) {
-            fx.replies
-                .push((reply, Deferred::Join(join_error(version, &member_id, e))));
+            refuse_join(&mut fx, waiter, &member_id, e);
             return fx;
         }
         let group_id = req.group_id.to_string();
-        let protocols: Vec<(String, Bytes)> = req
-            .protocols
-            .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
-            .collect();
-        let waiter = Waiter { reply, version };
+        let protocols = request_protocols(req);
         let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
         let g = classic_in(&mut self.groups, &group_id).expect("join_checks made the group");
 
         if member_id.is_empty() {
             if g.members.len() >= self.config.max_size {
-                fx.replies.push((
-                    reply,
-                    Deferred::Join(join_error(
-                        version,
-                        "",
-                        code(ResponseError::GroupMaxSizeReached),
-                    )),
-                ));
+                refuse_join(
+                    &mut fx,
+                    waiter,
+                    "",
+                    code(ResponseError::GroupMaxSizeReached),
+                );
                 return fx;
             }
             let new_id = format!(
@@ -390,14 +381,12 @@ impl GroupShard {
                     },
                     now_ms + session,
                 );
-                fx.replies.push((
-                    reply,
-                    Deferred::Join(join_error(
-                        version,
-                        &new_id,
-                        code(ResponseError::MemberIdRequired),
-                    )),
-                ));
+                refuse_join(
+                    &mut fx,
+                    waiter,
+                    &new_id,
+                    code(ResponseError::MemberIdRequired),
+                );
                 return fx;
             }
             let member = new_member(new_id, instance_id, &joiner, req, protocols, waiter);
@@ -415,19 +404,16 @@ impl GroupShard {
             return fx;
         }
         if let Some(e) = fenced_instance(g, &instance_id, &member_id) {
-            fx.replies
-                .push((reply, Deferred::Join(join_error(version, &member_id, e))));
+            refuse_join(&mut fx, waiter, &member_id, e);
             return fx;
         }
         let Some(member) = g.members.get(&member_id) else {
-            fx.replies.push((
-                reply,
-                Deferred::Join(join_error(
-                    version,
-                    &member_id,
-                    code(ResponseError::UnknownMemberId),
-                )),
-            ));
+            refuse_join(
+                &mut fx,
+                waiter,
+                &member_id,
+                code(ResponseError::UnknownMemberId),
+            );
             return fx;
         };
         let unchanged = member.protocols == protocols;
@@ -450,14 +436,12 @@ impl GroupShard {
                 m.session_timeout_ms = req.session_timeout_ms;
                 m.rebalance_timeout_ms = rebalance_timeout(version, req);
                 if let Some(old) = m.awaiting_join.replace(waiter) {
-                    fx.replies.push((
-                        old.reply,
-                        Deferred::Join(join_error(
-                            old.version,
-                            &member_id,
-                            code(ResponseError::RebalanceInProgress),
-                        )),
-                    ));
+                    refuse_join(
+                        &mut fx,
+                        old,
+                        &member_id,
+                        code(ResponseError::RebalanceInProgress),
+                    );
                 }
                 if g.state == ClassicState::PreparingRebalance {
                     self.maybe_complete_join(now_ms, &group_id, &mut fx);
@@ -511,11 +495,7 @@ impl GroupShard {
         let Group::Classic(g) = g else {
             unreachable!("replaced above")
         };
-        let protocols: Vec<(String, Bytes)> = req
-            .protocols
-            .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
-            .collect();
+        let protocols = request_protocols(req);
         if !g.supports(&req.protocol_type, &protocols) {
             return Err(code(ResponseError::InconsistentGroupProtocol));
         }
@@ -542,14 +522,7 @@ impl GroupShard {
         };
         // The old incarnation's pending requests are fenced.
         if let Some(w) = member.awaiting_join.take() {
-            fx.replies.push((
-                w.reply,
-                Deferred::Join(join_error(
-                    w.version,
-                    old_id,
-                    code(ResponseError::FencedInstanceId),
-                )),
-            ));
+            refuse_join(fx, w, old_id, code(ResponseError::FencedInstanceId));
         }
         if let Some(w) = member.awaiting_sync.take() {
             fx.replies.push((
@@ -557,11 +530,7 @@ impl GroupShard {
                 Deferred::Sync(sync_error(code(ResponseError::FencedInstanceId))),
             ));
         }
-        let protocols: Vec<(String, Bytes)> = req
-            .protocols
-            .iter()
-            .map(|p| (p.name.to_string(), p.metadata.clone()))
-            .collect();
+        let protocols = request_protocols(req);
         let protocol = g.protocol.clone().unwrap_or_default();
         let same_metadata = member.metadata(&protocol)
             == protocols
@@ -749,11 +718,9 @@ impl GroupShard {
             fx.replies.push((w.reply, Deferred::Join(response)));
             let m = g.members.get_mut(&id).expect("listed");
             m.awaiting_join = None;
-            m.is_new = false;
             sessions.push((id, m.session_timeout_ms.max(0) as u64));
         }
         let sync_deadline = now_ms + g.rebalance_timeout_ms();
-        // Kafka's classic groups take their protocol type from the first member.
         for (id, session) in sessions {
             self.timers
                 .schedule(session_key(group_id, &id), now_ms + session);
@@ -1064,6 +1031,22 @@ impl GroupShard {
     }
 }
 
+/// The protocols a JoinGroup offers, by name with their metadata.
+fn request_protocols(req: &JoinGroupRequest) -> Vec<(String, Bytes)> {
+    req.protocols
+        .iter()
+        .map(|p| (p.name.to_string(), p.metadata.clone()))
+        .collect()
+}
+
+/// Answers a JoinGroup with an error.
+fn refuse_join(fx: &mut Effects, waiter: Waiter, member_id: &str, error: i16) {
+    fx.replies.push((
+        waiter.reply,
+        Deferred::Join(join_error(waiter.version, member_id, error)),
+    ));
+}
+
 fn rebalance_timeout(version: i16, req: &JoinGroupRequest) -> i32 {
     // Before v1 the rebalance timeout was the session timeout.
     if version == 0 {
@@ -1092,7 +1075,6 @@ fn new_member(
         assignment: Bytes::new(),
         awaiting_join: Some(waiter),
         awaiting_sync: None,
-        is_new: true,
     }
 }
 
@@ -1123,14 +1105,7 @@ fn remove_member(g: &mut ClassicGroup, member_id: &str, fx: &mut Effects) {
         }
     }
     if let Some(w) = m.awaiting_join {
-        fx.replies.push((
-            w.reply,
-            Deferred::Join(join_error(
-                w.version,
-                member_id,
-                code(ResponseError::UnknownMemberId),
-            )),
-        ));
+        refuse_join(fx, w, member_id, code(ResponseError::UnknownMemberId));
     }
     if let Some(w) = m.awaiting_sync {
         fx.replies.push((

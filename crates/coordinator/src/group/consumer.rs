@@ -589,9 +589,11 @@ impl GroupShard {
             let old = g.members.get(&old_id).expect("found above").clone();
             inherited = Some((old.previous_epoch, old.assigned.clone()));
             records.extend(member_tombstones(group_id, &old_id));
-        } else if let Some(m) = g.as_ref().and_then(|g| g.members.get(&member_id)) {
+        } else if g
+            .as_ref()
+            .is_some_and(|g| g.members.contains_key(&member_id))
+        {
             // A known member joining anew gives up what it held.
-            let _ = m;
             records.extend(member_tombstones(group_id, &member_id));
         } else if size >= max {
             return Err((

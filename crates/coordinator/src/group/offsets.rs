@@ -32,6 +32,18 @@ pub struct Committed {
     pub metadata: String,
 }
 
+impl Committed {
+    /// A partition with no committed offset, as Kafka reports it.
+    pub fn none(partition: i32) -> Committed {
+        Committed {
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+        }
+    }
+}
+
 impl GroupShard {
     pub fn offset_commit(
         &mut self,
@@ -196,12 +208,7 @@ impl GroupShard {
                 leader_epoch: v.leader_epoch,
                 metadata: v.metadata.clone().unwrap_or_default(),
             },
-            None => Committed {
-                partition,
-                offset: -1,
-                leader_epoch: -1,
-                metadata: String::new(),
-            },
+            None => Committed::none(partition),
         };
         match wanted {
             Some(wanted) => wanted
@@ -370,8 +377,7 @@ impl ClassicGroup {
             if buf.len() < 2 {
                 continue;
             }
-            let version = i16::from_be_bytes([buf[0], buf[1]]);
-            let _ = bytes::Buf::get_i16(&mut buf);
+            let version = bytes::Buf::get_i16(&mut buf);
             // Newer subscriptions decode as the newest version this crate knows.
             let version = version.clamp(0, 3);
             if let Ok(s) = ConsumerProtocolSubscription::decode(&mut buf, version) {

@@ -287,8 +287,7 @@ fn join_is_validated() {
         joined(&fx, 2).unwrap().error_code,
         ResponseError::InvalidGroupId.code()
     );
-    let (a, _) = join_new(&mut g, 0, 10);
-    let _ = a;
+    join_new(&mut g, 0, 10);
     let fx = g.join_group(
         0,
         3,
