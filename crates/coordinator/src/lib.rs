@@ -5,4 +5,4 @@
 pub mod group;
 pub mod partitioner;
 
-pub use group::{Effects, GroupConfig, GroupShard, ReplyId, TopicLookup};
+pub use group::{Effects, GroupConfig, GroupShard, MigrationPolicy, ReplyId, TopicLookup};

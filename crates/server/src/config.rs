@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
-use strata_coordinator::GroupConfig;
+use strata_coordinator::{GroupConfig, MigrationPolicy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -114,6 +114,11 @@ pub struct Settings {
     /// Kafka's group.consumer.heartbeat.interval.ms (KIP-848 groups). Default 5000.
     #[arg(long, env = "STRATA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<i32>,
+    /// Kafka's group.consumer.migration.policy: which live groups change kind when a member
+    /// of the other protocol joins (disabled, upgrade, downgrade, bidirectional). Default
+    /// bidirectional.
+    #[arg(long, env = "STRATA_GROUP_CONSUMER_MIGRATION_POLICY")]
+    pub group_consumer_migration_policy: Option<MigrationPolicy>,
     /// Kafka's offsets.topic.num.partitions. Default 50.
     #[arg(long, env = "STRATA_OFFSETS_TOPIC_NUM_PARTITIONS")]
     pub offsets_topic_num_partitions: Option<i32>,
@@ -324,6 +329,10 @@ fn groups(cli: &Settings, file: &Settings) -> GroupConfig {
             .group_consumer_heartbeat_interval_ms
             .or(file.group_consumer_heartbeat_interval_ms)
             .unwrap_or(d.consumer_heartbeat_interval_ms),
+        migration_policy: cli
+            .group_consumer_migration_policy
+            .or(file.group_consumer_migration_policy)
+            .unwrap_or(d.migration_policy),
         offsets_retention_ms: cli
             .offsets_retention_minutes
             .or(file.offsets_retention_minutes)

@@ -77,7 +77,7 @@ impl ShardHandle {
     /// Runs `f` with a reply id the shard may answer later (JoinGroup, SyncGroup).
     pub async fn call_deferred(
         &self,
-        f: impl FnOnce(&mut GroupShard, u64, ReplyId) -> Effects + Send + 'static,
+        f: impl FnOnce(&mut GroupShard, u64, ReplyId, &dyn TopicLookup) -> Effects + Send + 'static,
     ) -> Result<Deferred, i16> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |ctx| {
@@ -85,7 +85,7 @@ impl ShardHandle {
             *ctx.next_reply += 1;
             ctx.replies.insert(id, tx);
             Done {
-                effects: f(ctx.shard, ctx.now_ms, id),
+                effects: f(ctx.shard, ctx.now_ms, id, ctx.topics),
                 reply: None,
             }
         });

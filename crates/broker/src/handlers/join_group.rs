@@ -22,12 +22,12 @@ pub async fn handle(
         Err(e) => return join_error(version, &member_id, e),
     };
     let result = shard
-        .call_deferred(move |shard, now_ms, reply| {
+        .call_deferred(move |shard, now_ms, reply, topics| {
             let joiner = Joiner {
                 client_id: &client.id,
                 client_host: &client.host,
             };
-            shard.join_group(now_ms, reply, version, joiner, &req)
+            shard.join_group(now_ms, reply, version, joiner, &req, topics)
         })
         .await;
     match result {

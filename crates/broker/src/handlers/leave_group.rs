@@ -14,7 +14,7 @@ pub async fn handle(
     let result = match broker.groups.shard_for(broker, &req.group_id).await {
         Ok(shard) => {
             shard
-                .call(move |shard, now_ms, _| shard.leave_group(now_ms, version, &req))
+                .call(move |shard, now_ms, topics| shard.leave_group(now_ms, version, &req, topics))
                 .await
         }
         Err(e) => Err(e),

@@ -18,7 +18,9 @@ pub async fn handle(
         Err(e) => return sync_error(e),
     };
     let result = shard
-        .call_deferred(move |shard, now_ms, reply| shard.sync_group(now_ms, reply, version, &req))
+        .call_deferred(move |shard, now_ms, reply, topics| {
+            shard.sync_group(now_ms, reply, version, &req, topics)
+        })
         .await;
     match result {
         Ok(Deferred::Sync(r)) => r,

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::records::{ClassicGroupValue, ClassicMemberValue, GroupRecord, RecordKey, RecordValue};
 use super::timers::TimerKey;
-use super::{Deferred, Effects, Group, GroupShard, ReplyId};
+use super::{Deferred, Effects, Group, GroupShard, ReplyId, TopicLookup};
 
 fn code(e: ResponseError) -> i16 {
     e.code()
@@ -184,7 +184,7 @@ impl ClassicGroup {
     }
 
     /// Writes the group's checkpoint record.
-    fn checkpoint(&mut self, fx: &mut Effects) {
+    pub(super) fn checkpoint(&mut self, fx: &mut Effects) {
         let v = self.to_value();
         fx.records.push(GroupRecord::put(
             RecordKey::ClassicGroup {
@@ -208,7 +208,7 @@ impl ClassicGroup {
 
     /// Kafka's vote: among protocols every member supports, each member votes for its first
     /// preference; the most votes wins.
-    fn select_protocol(&self) -> Option<String> {
+    pub(super) fn select_protocol(&self) -> Option<String> {
         let first = self.members.values().next()?;
         let candidates: Vec<&String> = first
             .protocols
@@ -313,6 +313,13 @@ fn session_key(group: &str, member: &str) -> TimerKey {
 }
 
 /// Who is joining, from the request header and connection.
+/// Which kind of group a classic request goes to.
+enum GroupKind {
+    Classic,
+    /// A consumer group with members: classic members join it as they are (online migration).
+    Consumer,
+}
+
 pub struct Joiner<'a> {
     pub client_id: &'a str,
     pub client_host: &'a str,
@@ -336,13 +343,26 @@ impl GroupShard {
         version: i16,
         joiner: Joiner<'_>,
         req: &JoinGroupRequest,
+        topics: &dyn TopicLookup,
     ) -> Effects {
         let mut fx = Effects::default();
         let member_id = req.member_id.to_string();
         let waiter = Waiter { reply, version };
-        if let Err(e) = self.join_checks(now_ms, req, &mut fx) {
-            refuse_join(&mut fx, waiter, &member_id, e);
-            return fx;
+        match self.join_checks(now_ms, req, &mut fx) {
+            Err(e) => {
+                refuse_join(&mut fx, waiter, &member_id, e);
+                return fx;
+            }
+            Ok(GroupKind::Consumer) => {
+                let result =
+                    self.classic_join_to_consumer(now_ms, version, &joiner, req, topics, &mut fx);
+                match result {
+                    Ok(response) => fx.replies.push((reply, Deferred::Join(response))),
+                    Err((id, e)) => refuse_join(&mut fx, waiter, &id, e.code()),
+                }
+                return fx;
+            }
+            Ok(GroupKind::Classic) => {}
         }
         let group_id = req.group_id.to_string();
         let protocols = request_protocols(req);
@@ -454,12 +474,13 @@ impl GroupShard {
     }
 
     /// Checks that apply before the member is looked at; makes the group if it may be made.
+    /// Says which kind of group takes the join.
     fn join_checks(
         &mut self,
         now_ms: u64,
         req: &JoinGroupRequest,
         fx: &mut Effects,
-    ) -> Result<(), i16> {
+    ) -> Result<GroupKind, i16> {
         let group_id = req.group_id.to_string();
         if group_id.is_empty() {
             return Err(code(ResponseError::InvalidGroupId));
@@ -473,9 +494,7 @@ impl GroupShard {
             return Err(code(ResponseError::InconsistentGroupProtocol));
         }
         match self.groups.get(&group_id) {
-            Some(Group::Consumer(g)) if !g.members.is_empty() => {
-                return Err(code(ResponseError::InconsistentGroupProtocol))
-            }
+            Some(Group::Consumer(g)) if !g.members.is_empty() => return Ok(GroupKind::Consumer),
             Some(Group::Consumer(_)) => {
                 // An empty KIP-848 group becomes a classic one; its offsets stay.
                 let records = self.consumer_group_tombstones(&group_id);
@@ -502,7 +521,7 @@ impl GroupShard {
         if g.members.is_empty() {
             g.protocol_type = Some(req.protocol_type.to_string());
         }
-        Ok(())
+        Ok(GroupKind::Classic)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -602,7 +621,7 @@ impl GroupShard {
         }
     }
 
-    fn prepare_rebalance(&mut self, now_ms: u64, group_id: &str, fx: &mut Effects) {
+    pub(super) fn prepare_rebalance(&mut self, now_ms: u64, group_id: &str, fx: &mut Effects) {
         let delay = self.config.initial_rebalance_delay_ms;
         let g = classic_in(&mut self.groups, group_id).expect("caller checked");
         if g.state == ClassicState::CompletingRebalance {
@@ -739,6 +758,7 @@ impl GroupShard {
         reply: ReplyId,
         version: i16,
         req: &SyncGroupRequest,
+        topics: &dyn TopicLookup,
     ) -> Effects {
         let mut fx = Effects::default();
         let group_id = req.group_id.to_string();
@@ -750,6 +770,13 @@ impl GroupShard {
         };
         if group_id.is_empty() {
             fail(&mut fx, ResponseError::InvalidGroupId);
+            return fx;
+        }
+        if let Some(Group::Consumer(_)) = self.groups.get(&group_id) {
+            match self.classic_sync_to_consumer(now_ms, version, req, topics) {
+                Ok(response) => fx.replies.push((reply, Deferred::Sync(response))),
+                Err(e) => fail(&mut fx, e),
+            }
             return fx;
         }
         let Some(g) = classic_in(&mut self.groups, &group_id) else {
@@ -866,6 +893,11 @@ impl GroupShard {
         if group_id.is_empty() {
             return code(ResponseError::InvalidGroupId);
         }
+        if let Some(Group::Consumer(_)) = self.groups.get(&group_id) {
+            return self
+                .classic_heartbeat_to_consumer(now_ms, req)
+                .map_or_else(|e| e.code(), |()| 0);
+        }
         let Some(g) = classic_in(&mut self.groups, &group_id) else {
             return code(ResponseError::UnknownMemberId);
         };
@@ -898,6 +930,7 @@ impl GroupShard {
         now_ms: u64,
         version: i16,
         req: &LeaveGroupRequest,
+        topics: &dyn TopicLookup,
     ) -> (LeaveGroupResponse, Effects) {
         let mut fx = Effects::default();
         let group_id = req.group_id.to_string();
@@ -918,6 +951,11 @@ impl GroupShard {
             let response =
                 LeaveGroupResponse::default().with_error_code(code(ResponseError::InvalidGroupId));
             return (response, fx);
+        }
+        if let Some(Group::Consumer(_)) = self.groups.get(&group_id) {
+            let results =
+                self.classic_leave_consumer(now_ms, &group_id, identities, topics, &mut fx);
+            return (leave_response(version, results), fx);
         }
         let Some(g) = classic_in(&mut self.groups, &group_id) else {
             let response =
@@ -960,22 +998,7 @@ impl GroupShard {
         if removed {
             self.member_gone(now_ms, &group_id, &mut fx);
         }
-        let response = if version >= 3 {
-            LeaveGroupResponse::default().with_members(
-                results
-                    .into_iter()
-                    .map(|(m, i, e)| {
-                        MemberResponse::default()
-                            .with_member_id(m.into())
-                            .with_group_instance_id(i.map(Into::into))
-                            .with_error_code(e)
-                    })
-                    .collect(),
-            )
-        } else {
-            LeaveGroupResponse::default().with_error_code(results.first().map_or(0, |r| r.2))
-        };
-        (response, fx)
+        (leave_response(version, results), fx)
     }
 
     /// After members left or expired: rebalance the rest.
@@ -1031,8 +1054,27 @@ impl GroupShard {
     }
 }
 
+/// One result per member from v3, else the first member's error.
+fn leave_response(version: i16, results: Vec<(String, Option<String>, i16)>) -> LeaveGroupResponse {
+    if version >= 3 {
+        LeaveGroupResponse::default().with_members(
+            results
+                .into_iter()
+                .map(|(m, i, e)| {
+                    MemberResponse::default()
+                        .with_member_id(m.into())
+                        .with_group_instance_id(i.map(Into::into))
+                        .with_error_code(e)
+                })
+                .collect(),
+        )
+    } else {
+        LeaveGroupResponse::default().with_error_code(results.first().map_or(0, |r| r.2))
+    }
+}
+
 /// The protocols a JoinGroup offers, by name with their metadata.
-fn request_protocols(req: &JoinGroupRequest) -> Vec<(String, Bytes)> {
+pub(super) fn request_protocols(req: &JoinGroupRequest) -> Vec<(String, Bytes)> {
     req.protocols
         .iter()
         .map(|p| (p.name.to_string(), p.metadata.clone()))
@@ -1040,14 +1082,14 @@ fn request_protocols(req: &JoinGroupRequest) -> Vec<(String, Bytes)> {
 }
 
 /// Answers a JoinGroup with an error.
-fn refuse_join(fx: &mut Effects, waiter: Waiter, member_id: &str, error: i16) {
+pub(super) fn refuse_join(fx: &mut Effects, waiter: Waiter, member_id: &str, error: i16) {
     fx.replies.push((
         waiter.reply,
         Deferred::Join(join_error(waiter.version, member_id, error)),
     ));
 }
 
-fn rebalance_timeout(version: i16, req: &JoinGroupRequest) -> i32 {
+pub(super) fn rebalance_timeout(version: i16, req: &JoinGroupRequest) -> i32 {
     // Before v1 the rebalance timeout was the session timeout.
     if version == 0 {
         req.session_timeout_ms

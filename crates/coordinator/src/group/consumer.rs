@@ -19,7 +19,7 @@ use super::records::{
     GroupRecord, RecordKey, RecordValue, TopicPartitions as Partitions,
 };
 use super::timers::TimerKey;
-use super::{Effects, Group, GroupShard, TopicLookup};
+use super::{Effects, Group, GroupConfig, GroupShard, TopicLookup};
 
 /// Epoch a member sends to leave for good, and to leave for now (static members).
 const LEAVE_EPOCH: i32 = -1;
@@ -32,6 +32,20 @@ pub struct ConsumerMember {
     pub previous_epoch: i32,
     pub assigned: Partitions,
     pub pending_revocation: Partitions,
+}
+
+impl ConsumerMember {
+    /// A member that speaks the classic protocol (JoinGroup, SyncGroup, Heartbeat).
+    pub fn is_classic(&self) -> bool {
+        self.subscription.classic.is_some()
+    }
+
+    pub fn session_timeout_ms(&self, config: &GroupConfig) -> u64 {
+        match &self.subscription.classic {
+            Some(c) => c.session_timeout_ms.max(0) as u64,
+            None => config.consumer_session_timeout_ms.max(0) as u64,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -256,7 +270,7 @@ fn to_partitions(
     out
 }
 
-fn minus(a: &Partitions, b: &Partitions) -> Partitions {
+pub(super) fn minus(a: &Partitions, b: &Partitions) -> Partitions {
     let mut out = Partitions::new();
     for (t, ps) in a {
         let rest: Vec<i32> = ps
@@ -271,7 +285,7 @@ fn minus(a: &Partitions, b: &Partitions) -> Partitions {
     out
 }
 
-fn intersect(a: &Partitions, b: &Partitions) -> Partitions {
+pub(super) fn intersect(a: &Partitions, b: &Partitions) -> Partitions {
     minus(a, &minus(a, b))
 }
 
@@ -389,10 +403,24 @@ impl GroupShard {
         }
         match self.groups.get(&group_id) {
             Some(Group::Classic(g)) if !(g.members.is_empty() && g.pending_members.is_empty()) => {
-                return Err((
-                    ResponseError::GroupIdNotFound,
-                    format!("Group {group_id} is not a consumer group."),
-                ));
+                // A live classic group of consumers becomes a consumer group when a member of
+                // the new protocol joins it (Kafka's online upgrade).
+                let upgradable = epoch == 0
+                    && self.config.migration_policy.upgrades()
+                    && g.protocol_type.as_deref() == Some("consumer")
+                    && g.members.len() <= self.config.consumer_max_size;
+                if !upgradable {
+                    return Err((
+                        ResponseError::GroupIdNotFound,
+                        format!("Group {group_id} is not a consumer group."),
+                    ));
+                }
+                self.upgrade(now_ms, &group_id, topics, fx).map_err(|why| {
+                    (
+                        ResponseError::GroupIdNotFound,
+                        format!("Cannot upgrade classic group {group_id}: {why}."),
+                    )
+                })?;
             }
             Some(Group::Classic(_)) if epoch == 0 => {
                 // An empty classic group becomes a consumer group; its offsets stay.
@@ -412,7 +440,7 @@ impl GroupShard {
         }
 
         if epoch == LEAVE_EPOCH || epoch == STATIC_LEAVE_EPOCH {
-            return self.consumer_leave(now_ms, &group_id, req, fx);
+            return self.consumer_leave(now_ms, &group_id, req, topics, fx);
         }
 
         let mut member_id = req.member_id.to_string();
@@ -429,10 +457,14 @@ impl GroupShard {
         } else {
             let g = consumer_in(&mut self.groups, &group_id)
                 .ok_or((ResponseError::UnknownMemberId, "Unknown group.".to_string()))?;
-            let m = g.members.get(&member_id).ok_or((
-                ResponseError::UnknownMemberId,
-                format!("Member {member_id} is not a member of group {group_id}."),
-            ))?;
+            let m = g
+                .members
+                .get(&member_id)
+                .filter(|m| !m.is_classic())
+                .ok_or((
+                    ResponseError::UnknownMemberId,
+                    format!("Member {member_id} is not a member of group {group_id}."),
+                ))?;
             let owned = req.topic_partitions.as_deref().map(to_partitions);
             if epoch > m.epoch {
                 return Err((
@@ -556,6 +588,7 @@ impl GroupShard {
                 .map(|r| r.to_string()),
             rebalance_timeout_ms: req.rebalance_timeout_ms,
             server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
+            classic: None,
         };
         let member_id = if requested_id.is_empty() {
             (self.new_id)().to_string()
@@ -569,13 +602,14 @@ impl GroupShard {
             g.members
                 .iter()
                 .find(|(_, m)| m.subscription.instance_id.as_ref() == Some(iid))
-                .map(|(id, m)| (id.clone(), m.epoch))
+                .map(|(id, m)| (id.clone(), m.epoch, m.is_classic()))
         });
         let size = g.as_ref().map_or(0, |g| g.members.len());
         let mut records = Vec::new();
         let mut inherited = None;
-        if let Some((old_id, old_epoch)) = existing_static {
-            if old_epoch != STATIC_LEAVE_EPOCH && old_id != member_id {
+        if let Some((old_id, old_epoch, old_classic)) = existing_static {
+            // A classic member never says it leaves for now, so it is always replaced.
+            if old_epoch != STATIC_LEAVE_EPOCH && old_id != member_id && !old_classic {
                 return Err((
                     ResponseError::UnreleasedInstanceId,
                     format!(
@@ -646,6 +680,7 @@ impl GroupShard {
         now_ms: u64,
         group_id: &str,
         req: &ConsumerGroupHeartbeatRequest,
+        topics: &dyn TopicLookup,
         fx: &mut Effects,
     ) -> Result<ConsumerGroupHeartbeatResponse, (ResponseError, String)> {
         let member_id = req.member_id.to_string();
@@ -663,7 +698,7 @@ impl GroupShard {
             let record = assignment_record(group_id, &member_id, &kept);
             self.emit(fx, vec![record]);
         } else {
-            self.remove_consumer_member(now_ms, group_id, &member_id, fx);
+            self.remove_consumer_member(now_ms, group_id, &member_id, topics, fx);
         }
         Ok(ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(member_id.into()))
@@ -671,21 +706,39 @@ impl GroupShard {
             .with_heartbeat_interval_ms(0))
     }
 
-    fn remove_consumer_member(
+    pub(super) fn remove_consumer_member(
         &mut self,
         now_ms: u64,
         group_id: &str,
         member_id: &str,
+        topics: &dyn TopicLookup,
         fx: &mut Effects,
     ) {
-        self.timers.cancel(&TimerKey::ConsumerSession {
-            group: group_id.to_string(),
-            member: member_id.to_string(),
-        });
-        self.timers.cancel(&TimerKey::ConsumerRebalance {
-            group: group_id.to_string(),
-            member: member_id.to_string(),
-        });
+        let (g, m) = (|| group_id.to_string(), || member_id.to_string());
+        for key in [
+            TimerKey::ConsumerSession {
+                group: g(),
+                member: m(),
+            },
+            TimerKey::ConsumerRebalance {
+                group: g(),
+                member: m(),
+            },
+            TimerKey::ClassicJoin {
+                group: g(),
+                member: m(),
+            },
+            TimerKey::ClassicSync {
+                group: g(),
+                member: m(),
+            },
+        ] {
+            self.timers.cancel(&key);
+        }
+        if self.may_downgrade(group_id, member_id) {
+            self.downgrade(now_ms, group_id, member_id, topics, fx);
+            return;
+        }
         let records = member_tombstones(group_id, member_id);
         self.emit(fx, records);
         self.set_epoch(now_ms, group_id, None, fx);
@@ -696,7 +749,7 @@ impl GroupShard {
         now_ms: u64,
         group_id: &str,
         member_id: &str,
-        _topics: &dyn TopicLookup,
+        topics: &dyn TopicLookup,
         fx: &mut Effects,
     ) {
         let known = consumer_in(&mut self.groups, group_id)
@@ -707,12 +760,12 @@ impl GroupShard {
                 member = member_id,
                 "fencing a consumer group member"
             );
-            self.remove_consumer_member(now_ms, group_id, member_id, fx);
+            self.remove_consumer_member(now_ms, group_id, member_id, topics, fx);
         }
     }
 
     /// Writes a new group epoch, with the subscribed topics' sizes.
-    fn set_epoch(
+    pub(super) fn set_epoch(
         &mut self,
         now_ms: u64,
         group_id: &str,
@@ -740,7 +793,7 @@ impl GroupShard {
     }
 
     /// A new epoch when the subscribed topics appeared, vanished or grew.
-    fn bump_epoch_if_needed(
+    pub(super) fn bump_epoch_if_needed(
         &mut self,
         now_ms: u64,
         group_id: &str,
@@ -761,7 +814,12 @@ impl GroupShard {
     }
 
     /// Computes the target assignment for the group epoch if it is behind.
-    fn update_target(&mut self, group_id: &str, topics: &dyn TopicLookup, fx: &mut Effects) {
+    pub(super) fn update_target(
+        &mut self,
+        group_id: &str,
+        topics: &dyn TopicLookup,
+        fx: &mut Effects,
+    ) {
         let default_assignor = self
             .config
             .consumer_assignors
@@ -820,7 +878,7 @@ impl GroupShard {
 
     /// Moves a member one step toward its target: first revoke what others get, then take
     /// what is free. `owned` is what the member says it holds, when it says.
-    fn reconcile(
+    pub(super) fn reconcile(
         &mut self,
         now_ms: u64,
         group_id: &str,
@@ -876,8 +934,13 @@ impl GroupShard {
         }
         let revoking = !next.pending_revocation.is_empty();
         let timeout = next.subscription.rebalance_timeout_ms.max(0) as u64;
+        let classic = next.is_classic();
         let record = assignment_record(group_id, member_id, &next);
         self.emit(fx, vec![record]);
+        if classic {
+            // Classic members revoke by rejoining; their join and sync timers bound that.
+            return;
+        }
         let key = TimerKey::ConsumerRebalance {
             group: group_id.to_string(),
             member: member_id.to_string(),
@@ -969,7 +1032,7 @@ impl GroupShard {
                     .with_target_assignment(describe(
                         g.target.members.get(id).unwrap_or(&Partitions::new()),
                     ))
-                    .with_member_type(1)
+                    .with_member_type(if m.is_classic() { 0 } else { 1 })
             })
             .collect();
         DescribedGroup::default()
@@ -983,7 +1046,7 @@ impl GroupShard {
     }
 }
 
-fn member_tombstones(group_id: &str, member_id: &str) -> Vec<GroupRecord> {
+pub(super) fn member_tombstones(group_id: &str, member_id: &str) -> Vec<GroupRecord> {
     vec![
         GroupRecord::tombstone(RecordKey::ConsumerAssignment {
             group: group_id.to_string(),

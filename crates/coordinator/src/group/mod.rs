@@ -14,10 +14,15 @@ pub mod admin;
 pub mod assignor;
 pub mod classic;
 pub mod consumer;
+pub mod convert;
+pub mod embedded;
+pub mod mixed;
 pub mod offsets;
 pub mod records;
 pub mod timers;
 
+#[cfg(test)]
+mod migration_tests;
 #[cfg(test)]
 mod tests;
 
@@ -56,6 +61,52 @@ pub struct GroupConfig {
     pub consumer_max_size: usize,
     /// `group.consumer.assignors`: the first is the default.
     pub consumer_assignors: Vec<String>,
+    /// `group.consumer.migration.policy`
+    pub migration_policy: MigrationPolicy,
+}
+
+/// Kafka's `group.consumer.migration.policy`: which live groups may change kind when a member
+/// of the other protocol arrives (empty groups always may).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MigrationPolicy {
+    Disabled,
+    Upgrade,
+    Downgrade,
+    #[default]
+    Bidirectional,
+}
+
+impl MigrationPolicy {
+    pub fn upgrades(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Upgrade | MigrationPolicy::Bidirectional
+        )
+    }
+
+    pub fn downgrades(self) -> bool {
+        matches!(
+            self,
+            MigrationPolicy::Downgrade | MigrationPolicy::Bidirectional
+        )
+    }
+}
+
+impl std::str::FromStr for MigrationPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "disabled" => Ok(MigrationPolicy::Disabled),
+            "upgrade" => Ok(MigrationPolicy::Upgrade),
+            "downgrade" => Ok(MigrationPolicy::Downgrade),
+            "bidirectional" => Ok(MigrationPolicy::Bidirectional),
+            _ => Err(format!(
+                "{s} is not one of disabled, upgrade, downgrade, bidirectional"
+            )),
+        }
+    }
 }
 
 impl Default for GroupConfig {
@@ -72,6 +123,7 @@ impl Default for GroupConfig {
             consumer_heartbeat_interval_ms: 5_000,
             consumer_max_size: i32::MAX as usize,
             consumer_assignors: vec!["uniform".into(), "range".into()],
+            migration_policy: MigrationPolicy::default(),
         }
     }
 }
@@ -207,13 +259,13 @@ impl GroupShard {
                     }
                 }
                 Group::Consumer(g) => {
-                    for m in g.members.keys() {
+                    for (m_id, m) in &g.members {
                         self.timers.schedule(
                             TimerKey::ConsumerSession {
                                 group: id.clone(),
-                                member: m.clone(),
+                                member: m_id.clone(),
                             },
-                            now_ms + self.config.consumer_session_timeout_ms as u64,
+                            now_ms + m.session_timeout_ms(&self.config),
                         );
                     }
                 }
@@ -243,7 +295,9 @@ impl GroupShard {
                 TimerKey::Join { group } => self.classic_join_deadline(now_ms, &group, &mut fx),
                 TimerKey::Sync { group } => self.classic_sync_deadline(now_ms, &group, &mut fx),
                 TimerKey::ConsumerSession { group, member }
-                | TimerKey::ConsumerRebalance { group, member } => {
+                | TimerKey::ConsumerRebalance { group, member }
+                | TimerKey::ClassicJoin { group, member }
+                | TimerKey::ClassicSync { group, member } => {
                     self.consumer_member_expired(now_ms, &group, &member, topics, &mut fx)
                 }
                 TimerKey::OffsetExpiry => {

@@ -15,6 +15,7 @@ use kafka_protocol::messages::{
 };
 
 use super::classic::{fenced_instance, ClassicGroup, ClassicState};
+use super::consumer::ConsumerMember;
 use super::records::{GroupRecord, OffsetValue, RecordKey, RecordValue};
 use super::timers::TimerKey;
 use super::{Effects, Group, GroupShard, TopicLookup};
@@ -167,14 +168,11 @@ impl GroupShard {
                 let Some(m) = g.members.get(&member_id) else {
                     return Err(code(ResponseError::UnknownMemberId));
                 };
-                if version < 9 {
+                if version < 9 && !m.is_classic() {
                     // Members of the consumer protocol commit with their epoch (v9 and later).
                     return Err(code(ResponseError::UnsupportedVersion));
                 }
-                if generation != m.epoch {
-                    return Err(code(ResponseError::StaleMemberEpoch));
-                }
-                Ok(())
+                check_epoch(m, generation)
             }
         }
     }
@@ -185,8 +183,7 @@ impl GroupShard {
         match self.groups.get(group_id) {
             Some(Group::Consumer(g)) => match g.members.get(member_id) {
                 None => Err(code(ResponseError::UnknownMemberId)),
-                Some(m) if m.epoch != epoch => Err(code(ResponseError::StaleMemberEpoch)),
-                Some(_) => Ok(()),
+                Some(m) => check_epoch(m, epoch),
             },
             _ => Ok(()),
         }
@@ -363,24 +360,27 @@ impl GroupShard {
     }
 }
 
+/// A consumer group member's epoch as a request gives it; classic members call it their
+/// generation and get the classic error.
+fn check_epoch(m: &ConsumerMember, epoch: i32) -> Result<(), i16> {
+    if epoch == m.epoch {
+        Ok(())
+    } else if m.is_classic() {
+        Err(code(ResponseError::IllegalGeneration))
+    } else {
+        Err(code(ResponseError::StaleMemberEpoch))
+    }
+}
+
 impl ClassicGroup {
     /// The topics the members subscribe to, read from their consumer protocol metadata.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        use kafka_protocol::messages::ConsumerProtocolSubscription;
-        use kafka_protocol::protocol::Decodable;
         let mut out = BTreeSet::new();
         let Some(protocol) = &self.protocol else {
             return out;
         };
         for m in self.members.values() {
-            let mut buf = m.metadata(protocol);
-            if buf.len() < 2 {
-                continue;
-            }
-            let version = bytes::Buf::get_i16(&mut buf);
-            // Newer subscriptions decode as the newest version this crate knows.
-            let version = version.clamp(0, 3);
-            if let Ok(s) = ConsumerProtocolSubscription::decode(&mut buf, version) {
+            if let Some(s) = super::embedded::decode_subscription(&m.metadata(protocol)) {
                 out.extend(s.topics.iter().map(|t| t.to_string()));
             }
         }

@@ -113,6 +113,24 @@ pub struct ConsumerMemberValue {
     pub subscribed_regex: Option<String>,
     pub rebalance_timeout_ms: i32,
     pub server_assignor: Option<String>,
+    /// Set for a member that speaks the classic protocol inside a consumer group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<ClassicMetadata>,
+}
+
+/// What a classic member of a consumer group sent in its last JoinGroup.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicMetadata {
+    pub session_timeout_ms: i32,
+    /// Its protocols in order of preference: name and metadata (base64).
+    pub protocols: Vec<ClassicProtocol>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassicProtocol {
+    pub name: String,
+    #[serde(with = "b64")]
+    pub metadata: Bytes,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

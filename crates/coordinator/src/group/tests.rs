@@ -17,9 +17,9 @@ use uuid::Uuid;
 
 use super::*;
 
-const TOPIC: Uuid = Uuid::from_u128(7);
+pub(super) const TOPIC: Uuid = Uuid::from_u128(7);
 
-struct Topics;
+pub(super) struct Topics;
 
 impl TopicLookup for Topics {
     fn by_name(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -33,7 +33,7 @@ impl TopicLookup for Topics {
     }
 }
 
-fn shard(delay_ms: u64) -> GroupShard {
+pub(super) fn shard(delay_ms: u64) -> GroupShard {
     let mut n = 0u128;
     let config = GroupConfig {
         initial_rebalance_delay_ms: delay_ms,
@@ -50,11 +50,11 @@ fn shard(delay_ms: u64) -> GroupShard {
     s
 }
 
-fn s(v: &str) -> StrBytes {
+pub(super) fn s(v: &str) -> StrBytes {
     StrBytes::from(v.to_string())
 }
 
-fn join_req(member: &str, instance: Option<&str>) -> JoinGroupRequest {
+pub(super) fn join_req(member: &str, instance: Option<&str>) -> JoinGroupRequest {
     JoinGroupRequest::default()
         .with_group_id(s("g").into())
         .with_session_timeout_ms(10_000)
@@ -67,14 +67,14 @@ fn join_req(member: &str, instance: Option<&str>) -> JoinGroupRequest {
             .with_metadata(Bytes::from_static(b"meta"))])
 }
 
-fn joined(fx: &Effects, reply: ReplyId) -> Option<&JoinGroupResponse> {
+pub(super) fn joined(fx: &Effects, reply: ReplyId) -> Option<&JoinGroupResponse> {
     fx.replies.iter().find_map(|(id, d)| match d {
         Deferred::Join(r) if *id == reply => Some(r),
         _ => None,
     })
 }
 
-fn synced(fx: &Effects, reply: ReplyId) -> Option<&SyncGroupResponse> {
+pub(super) fn synced(fx: &Effects, reply: ReplyId) -> Option<&SyncGroupResponse> {
     fx.replies.iter().find_map(|(id, d)| match d {
         Deferred::Sync(r) if *id == reply => Some(r),
         _ => None,
@@ -82,23 +82,23 @@ fn synced(fx: &Effects, reply: ReplyId) -> Option<&SyncGroupResponse> {
 }
 
 /// Joins a new dynamic member the v4+ way (MEMBER_ID_REQUIRED, then again with the id).
-fn join_new(shard: &mut GroupShard, now: u64, reply: ReplyId) -> (String, Effects) {
-    let fx = shard.join_group(now, reply, 7, joiner(), &join_req("", None));
+pub(super) fn join_new(shard: &mut GroupShard, now: u64, reply: ReplyId) -> (String, Effects) {
+    let fx = shard.join_group(now, reply, 7, joiner(), &join_req("", None), &Topics);
     let r = joined(&fx, reply).expect("answered at once");
     assert_eq!(r.error_code, ResponseError::MemberIdRequired.code());
     let id = r.member_id.to_string();
-    let fx = shard.join_group(now, reply + 1, 7, joiner(), &join_req(&id, None));
+    let fx = shard.join_group(now, reply + 1, 7, joiner(), &join_req(&id, None), &Topics);
     (id, fx)
 }
 
-fn joiner() -> classic::Joiner<'static> {
+pub(super) fn joiner() -> classic::Joiner<'static> {
     classic::Joiner {
         client_id: "c",
         client_host: "/127.0.0.1",
     }
 }
 
-fn sync_req(
+pub(super) fn sync_req(
     member: &str,
     generation: i32,
     assignments: &[(&str, &'static [u8])],
@@ -119,7 +119,7 @@ fn sync_req(
         )
 }
 
-fn heartbeat(shard: &mut GroupShard, now: u64, member: &str, generation: i32) -> i16 {
+pub(super) fn heartbeat(shard: &mut GroupShard, now: u64, member: &str, generation: i32) -> i16 {
     shard.heartbeat(
         now,
         &HeartbeatRequest::default()
@@ -138,7 +138,7 @@ fn classic_rebalance_join_sync_heartbeat_leave() {
     assert_eq!((r.error_code, r.generation_id), (0, 1));
     assert_eq!(r.leader.as_str(), a);
     assert_eq!(r.members.len(), 1);
-    let fx = g.sync_group(0, 12, 3, &sync_req(&a, 1, &[(&a, b"all")]));
+    let fx = g.sync_group(0, 12, 3, &sync_req(&a, 1, &[(&a, b"all")]), &Topics);
     assert_eq!(synced(&fx, 12).unwrap().assignment.as_ref(), b"all");
     assert_eq!(
         fx.records.len(),
@@ -154,16 +154,22 @@ fn classic_rebalance_join_sync_heartbeat_leave() {
         heartbeat(&mut g, 3, &a, 1),
         ResponseError::RebalanceInProgress.code()
     );
-    let fx = g.join_group(4, 30, 7, joiner(), &join_req(&a, None));
+    let fx = g.join_group(4, 30, 7, joiner(), &join_req(&a, None), &Topics);
     let ra = joined(&fx, 30).expect("a completes the join");
     let rb = joined(&fx, 21).expect("b completes the join");
     assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
     assert_eq!(ra.members.len(), 2, "the leader gets the members");
     assert!(rb.members.is_empty());
     // b syncs first and waits; the leader's sync answers both.
-    let fx = g.sync_group(5, 31, 3, &sync_req(&b, 2, &[]));
+    let fx = g.sync_group(5, 31, 3, &sync_req(&b, 2, &[]), &Topics);
     assert!(synced(&fx, 31).is_none());
-    let fx = g.sync_group(5, 32, 3, &sync_req(&a, 2, &[(&a, b"p0"), (&b, b"p1")]));
+    let fx = g.sync_group(
+        5,
+        32,
+        3,
+        &sync_req(&a, 2, &[(&a, b"p0"), (&b, b"p1")]),
+        &Topics,
+    );
     assert_eq!(synced(&fx, 31).unwrap().assignment.as_ref(), b"p1");
     assert_eq!(synced(&fx, 32).unwrap().assignment.as_ref(), b"p0");
     // Stale generations and unknown members get Kafka's errors.
@@ -186,6 +192,7 @@ fn classic_rebalance_join_sync_heartbeat_leave() {
                 MemberIdentity::default().with_member_id(s(&b)),
                 MemberIdentity::default().with_member_id(s("ghost")),
             ]),
+        &Topics,
     );
     assert_eq!(resp.members[0].error_code, 0);
     assert_eq!(
@@ -196,7 +203,7 @@ fn classic_rebalance_join_sync_heartbeat_leave() {
         heartbeat(&mut g, 8, &a, 2),
         ResponseError::RebalanceInProgress.code()
     );
-    let fx = g.join_group(9, 40, 7, joiner(), &join_req(&a, None));
+    let fx = g.join_group(9, 40, 7, joiner(), &join_req(&a, None), &Topics);
     assert_eq!(joined(&fx, 40).unwrap().generation_id, 3);
 }
 
@@ -204,12 +211,12 @@ fn classic_rebalance_join_sync_heartbeat_leave() {
 fn expired_session_removes_member_and_rebalances() {
     let mut g = shard(0);
     let (a, _) = join_new(&mut g, 0, 10);
-    g.sync_group(0, 12, 3, &sync_req(&a, 1, &[(&a, b"x")]));
+    g.sync_group(0, 12, 3, &sync_req(&a, 1, &[(&a, b"x")]), &Topics);
     let (b, _) = join_new(&mut g, 1, 20);
-    let fx = g.join_group(1, 30, 7, joiner(), &join_req(&a, None));
+    let fx = g.join_group(1, 30, 7, joiner(), &join_req(&a, None), &Topics);
     assert!(joined(&fx, 21).is_some());
-    g.sync_group(2, 31, 3, &sync_req(&a, 2, &[]));
-    g.sync_group(2, 32, 3, &sync_req(&b, 2, &[]));
+    g.sync_group(2, 31, 3, &sync_req(&a, 2, &[]), &Topics);
+    g.sync_group(2, 32, 3, &sync_req(&b, 2, &[]), &Topics);
     // a keeps heartbeating, b goes silent past its 10 s session.
     for t in (3_000..=12_000).step_by(3_000) {
         heartbeat(&mut g, t, &a, 2);
@@ -221,7 +228,7 @@ fn expired_session_removes_member_and_rebalances() {
         heartbeat(&mut g, 13_001, &a, 2),
         ResponseError::RebalanceInProgress.code()
     );
-    let fx = g.join_group(13_002, 40, 7, joiner(), &join_req(&a, None));
+    let fx = g.join_group(13_002, 40, 7, joiner(), &join_req(&a, None), &Topics);
     let r = joined(&fx, 40).unwrap();
     assert_eq!((r.generation_id, r.members.len()), (3, 1));
 }
@@ -244,18 +251,18 @@ fn initial_delay_gathers_members_before_the_first_rebalance() {
 #[test]
 fn static_member_returns_without_a_rebalance() {
     let mut g = shard(0);
-    let fx = g.join_group(0, 10, 9, joiner(), &join_req("", Some("i-1")));
+    let fx = g.join_group(0, 10, 9, joiner(), &join_req("", Some("i-1")), &Topics);
     let r = joined(&fx, 10).expect("static members join without MEMBER_ID_REQUIRED");
     let old = r.member_id.to_string();
-    g.sync_group(0, 11, 5, &sync_req(&old, 1, &[(&old, b"mine")]));
+    g.sync_group(0, 11, 5, &sync_req(&old, 1, &[(&old, b"mine")]), &Topics);
     // Restarted with the same instance id: same generation, a new member id, no rebalance.
-    let fx = g.join_group(1, 12, 9, joiner(), &join_req("", Some("i-1")));
+    let fx = g.join_group(1, 12, 9, joiner(), &join_req("", Some("i-1")), &Topics);
     let r = joined(&fx, 12).unwrap();
     assert_eq!(r.generation_id, 1);
     assert!(r.skip_assignment, "the leader keeps the assignment it made");
     let new = r.member_id.to_string();
     assert_ne!(new, old);
-    let fx = g.sync_group(2, 13, 5, &sync_req(&new, 1, &[]));
+    let fx = g.sync_group(2, 13, 5, &sync_req(&new, 1, &[]), &Topics);
     assert_eq!(synced(&fx, 13).unwrap().assignment.as_ref(), b"mine");
     // The old incarnation is fenced.
     let hb = HeartbeatRequest::default()
@@ -271,7 +278,7 @@ fn join_is_validated() {
     let mut g = shard(0);
     let mut req = join_req("", None);
     req.session_timeout_ms = 10;
-    let fx = g.join_group(0, 1, 7, joiner(), &req);
+    let fx = g.join_group(0, 1, 7, joiner(), &req, &Topics);
     assert_eq!(
         joined(&fx, 1).unwrap().error_code,
         ResponseError::InvalidSessionTimeout.code()
@@ -282,6 +289,7 @@ fn join_is_validated() {
         7,
         joiner(),
         &join_req("", None).with_group_id(s("").into()),
+        &Topics,
     );
     assert_eq!(
         joined(&fx, 2).unwrap().error_code,
@@ -294,12 +302,13 @@ fn join_is_validated() {
         7,
         joiner(),
         &join_req("", None).with_protocol_type(s("connect")),
+        &Topics,
     );
     assert_eq!(
         joined(&fx, 3).unwrap().error_code,
         ResponseError::InconsistentGroupProtocol.code()
     );
-    let fx = g.join_group(0, 4, 7, joiner(), &join_req("who", None));
+    let fx = g.join_group(0, 4, 7, joiner(), &join_req("who", None), &Topics);
     assert_eq!(
         joined(&fx, 4).unwrap().error_code,
         ResponseError::UnknownMemberId.code()
@@ -347,7 +356,7 @@ fn offsets_are_validated_committed_and_rebuilt_by_replay() {
     );
     // A member of a live group commits with its generation; a stale one is refused.
     let (a, _) = join_new(&mut g, 0, 10);
-    g.sync_group(0, 12, 3, &sync_req(&a, 1, &[(&a, b"x")]));
+    g.sync_group(0, 12, 3, &sync_req(&a, 1, &[(&a, b"x")]), &Topics);
     let (r, _) = g.offset_commit(6, 8, &commit("g", 1, &a, 7), &Topics);
     assert_eq!(r.topics[0].partitions[0].error_code, 0);
     let (r, _) = g.offset_commit(6, 8, &commit("g", 0, &a, 8), &Topics);
@@ -395,7 +404,7 @@ fn empty_group_offsets_expire_after_retention() {
     assert!(g.group("simple").is_none(), "the empty group is gone");
 }
 
-fn cg_heartbeat(
+pub(super) fn cg_heartbeat(
     member: &str,
     epoch: i32,
     owned: Option<Vec<i32>>,
@@ -417,7 +426,7 @@ fn cg_heartbeat(
     r
 }
 
-fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
+pub(super) fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<Vec<i32>> {
     let a = r.assignment.as_ref()?;
     Some(
         a.topic_partitions
@@ -507,12 +516,12 @@ fn kip848_partitions_move_only_after_revocation() {
 }
 
 #[test]
-fn classic_join_to_a_live_consumer_group_is_refused() {
+fn classic_join_with_unreadable_metadata_to_a_consumer_group_is_refused() {
     let mut g = shard(0);
     let mut req = cg_heartbeat("a", 0, None);
     req.group_id = s("g").into();
     g.consumer_heartbeat_v0(0, "c", "/h", &req, &Topics);
-    let fx = g.join_group(0, 1, 7, joiner(), &join_req("", None));
+    let fx = g.join_group(0, 1, 7, joiner(), &join_req("", None), &Topics);
     assert_eq!(
         joined(&fx, 1).unwrap().error_code,
         ResponseError::InconsistentGroupProtocol.code()
@@ -543,7 +552,7 @@ fn kip848_regex_subscription_matches_whole_names() {
 
 impl GroupShard {
     /// ConsumerGroupHeartbeat v0, where the broker may make the member id.
-    fn consumer_heartbeat_v0(
+    pub(super) fn consumer_heartbeat_v0(
         &mut self,
         now_ms: u64,
         client_id: &str,

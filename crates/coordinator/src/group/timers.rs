@@ -17,6 +17,10 @@ pub enum TimerKey {
     ConsumerSession { group: String, member: String },
     /// A KIP-848 member that must revoke partitions before this deadline.
     ConsumerRebalance { group: String, member: String },
+    /// A classic member of a consumer group told to rejoin, which must do so by then.
+    ClassicJoin { group: String, member: String },
+    /// A classic member of a consumer group that joined and must sync by then.
+    ClassicSync { group: String, member: String },
     /// The periodic sweep for expired offsets.
     OffsetExpiry,
 }
@@ -81,7 +85,9 @@ fn key_group(key: &TimerKey) -> Option<&str> {
         | TimerKey::Join { group }
         | TimerKey::Sync { group }
         | TimerKey::ConsumerSession { group, .. }
-        | TimerKey::ConsumerRebalance { group, .. } => Some(group),
+        | TimerKey::ConsumerRebalance { group, .. }
+        | TimerKey::ClassicJoin { group, .. }
+        | TimerKey::ClassicSync { group, .. } => Some(group),
         TimerKey::OffsetExpiry => None,
     }
 }
