@@ -1,7 +1,8 @@
 """A tiny hand encoder/decoder for a few Kafka request frames, for bad-input tests.
 
 Only what the tests need: request headers v1/v2, ApiVersions v0-v3 responses,
-Produce v3-v8 (non-flexible) requests/responses, record batches (magic 2) and
+Produce v3-v8 (non-flexible) requests/responses, InitProducerId v0-v5, record batches (magic 2,
+optionally with producer id, epoch and base sequence) and
 legacy message sets (magic 0/1), and the classic consumer-group APIs at one fixed,
 non-flexible version each (FindCoordinator v2, JoinGroup v5, SyncGroup v3, Heartbeat v3,
 LeaveGroup v3, OffsetCommit v7, OffsetFetch v5). Written from the Kafka protocol guide
@@ -26,6 +27,7 @@ API_LEAVE_GROUP = 13
 API_SYNC_GROUP = 14
 API_VERSIONS = 18
 API_CREATE_TOPICS = 19
+API_INIT_PRODUCER_ID = 22
 
 # --- crc32c (Castagnoli), table driven --------------------------------------
 _CRC32C_TABLE = []
@@ -260,13 +262,15 @@ def record(offset_delta: int, ts_delta: int, key: bytes | None, value: bytes | N
 
 
 def record_batch(values, keys=None, base_timestamp: int | None = None, corrupt_crc: bool = False,
-                 attributes: int = 0) -> bytes:
-    """An uncompressed magic-2 record batch (base offset 0, no producer id)."""
+                 attributes: int = 0, producer_id: int = -1, producer_epoch: int = -1,
+                 base_sequence: int = -1) -> bytes:
+    """An uncompressed magic-2 record batch (base offset 0; by default no producer id,
+    else an idempotent batch of `producer_id`/`producer_epoch` starting at `base_sequence`)."""
     ts = int(time.time() * 1000) if base_timestamp is None else base_timestamp
     keys = keys or [None] * len(values)
     recs = b"".join(record(i, 0, k, v) for i, (k, v) in enumerate(zip(keys, values)))
-    after_crc = (i16(attributes) + i32(len(values) - 1) + i64(ts) + i64(ts) + i64(-1) + i16(-1)
-                 + i32(-1) + i32(len(values)) + recs)
+    after_crc = (i16(attributes) + i32(len(values) - 1) + i64(ts) + i64(ts) + i64(producer_id)
+                 + i16(producer_epoch) + i32(base_sequence) + i32(len(values)) + recs)
     crc = crc32c(after_crc)
     if corrupt_crc:
         crc ^= 0xDEADBEEF
@@ -332,6 +336,33 @@ def pick_produce_version(apis: dict[int, tuple[int, int]]) -> int:
     v = min(hi, 8)
     assert v >= max(lo, 3), f"broker Produce versions {lo}..{hi} have no non-flexible v3..v8"
     return v
+
+
+# --- InitProducerId v0..v5 --------------------------------------------------------------
+# Request: TransactionalId (nullable), TransactionTimeoutMs, v3+: ProducerId, ProducerEpoch;
+# flexible (compact strings, tagged fields, request header v2 / response header v1) from v2.
+# Response: ThrottleTimeMs, ErrorCode, ProducerId, ProducerEpoch.
+def init_producer_id(conn: Conn, version: int = 0, transactional_id: str | None = None,
+                     transaction_timeout_ms: int = 60000, producer_id: int = -1,
+                     producer_epoch: int = -1) -> dict:
+    assert 0 <= version <= 5, version
+    flexible = version >= 2
+    body = (compact_string(transactional_id) if flexible else string(transactional_id))
+    body += i32(transaction_timeout_ms)
+    if version >= 3:
+        body += i64(producer_id) + i16(producer_epoch)
+    if flexible:
+        body += uvarint(0)
+    corr = conn.request(API_INIT_PRODUCER_ID, version, body, flexible_header=flexible)
+    r = conn.response(corr)
+    if flexible:
+        r.tagged_fields()  # response header v1
+    out = {"throttle_time_ms": r.i32(), "error_code": r.i16(), "producer_id": r.i64(),
+           "producer_epoch": r.i16()}
+    if flexible:
+        r.tagged_fields()
+    assert r.remaining() == 0, f"InitProducerId v{version}: {r.remaining()} unread bytes"
+    return out
 
 
 # --- consumer groups (classic protocol), fixed non-flexible versions -----------------------

@@ -6,6 +6,8 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod producer_state;
+pub mod producers;
 pub mod records;
 pub mod retention;
 pub mod timestamps;
@@ -72,6 +74,7 @@ pub struct Broker {
     pub meta: Arc<dyn MetadataClient>,
     pub fetch_sessions: fetch_session::FetchSessions,
     pub groups: groups::GroupCoordinator,
+    pub producers: producers::Producers,
 }
 
 impl Broker {
@@ -92,6 +95,7 @@ impl Broker {
             meta,
             fetch_sessions,
             groups,
+            producers: producers::Producers::default(),
         })
     }
 }

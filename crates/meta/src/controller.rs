@@ -73,7 +73,14 @@ pub enum Command {
     DestroyObjects {
         object_ids: Vec<ObjectId>,
     },
+    /// The next block of producer ids for `node_id`.
+    AllocateProducerIds {
+        node_id: NodeId,
+    },
 }
+
+/// Producer ids per block, as in Kafka.
+pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ControllerError {
@@ -326,6 +333,19 @@ pub fn decide(
             Ok(vec![MetadataRecord::StreamTrimmed {
                 stream_id: *stream_id,
                 start_offset: *start_offset,
+            }])
+        }
+        Command::AllocateProducerIds { node_id } => {
+            let first_id = image.next_producer_id;
+            if first_id > i64::MAX - PRODUCER_ID_BLOCK_SIZE {
+                return Err(ControllerError::InvalidRequest(
+                    "producer ids are exhausted".into(),
+                ));
+            }
+            Ok(vec![MetadataRecord::ProducerIds {
+                node_id: *node_id,
+                first_id,
+                count: PRODUCER_ID_BLOCK_SIZE,
             }])
         }
         Command::PrepareObject { node_id, now_ms } => {

@@ -18,6 +18,9 @@ pub struct MetadataImage {
     pub objects: BTreeMap<ObjectId, ObjectImage>,
     pub next_stream_id: StreamId,
     pub next_object_id: ObjectId,
+    /// The first producer id no broker has been given.
+    #[serde(default)]
+    pub next_producer_id: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +203,11 @@ impl MetadataImage {
                 stream
                     .ranges
                     .retain(|_, (_, range)| range.end_offset > start);
+            }
+            MetadataRecord::ProducerIds {
+                first_id, count, ..
+            } => {
+                self.next_producer_id = self.next_producer_id.max(first_id + count);
             }
             MetadataRecord::ObjectPrepared {
                 object_id,

@@ -102,6 +102,13 @@ pub enum MetadataRecord {
     ObjectDestroyed {
         object_id: ObjectId,
     },
+    /// Producer ids `[first_id, first_id + count)` belong to `node_id` (Kafka's
+    /// ProducerIdsRecord): ids are never handed out twice, across restarts and brokers.
+    ProducerIds {
+        node_id: NodeId,
+        first_id: i64,
+        count: i64,
+    },
 }
 
 /// The persisted form of a record: the envelope names its version.

@@ -84,6 +84,9 @@ const TESTED_IN_GROUPS_FILE: &[ApiKey] = &[
     ApiKey::ConsumerGroupDescribe,
 ];
 
+/// The producer APIs, tested in `api_versions_producers.rs`.
+const TESTED_IN_PRODUCERS_FILE: &[ApiKey] = &[ApiKey::InitProducerId];
+
 /// Kafka's `ConfigSource` values.
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = 5;
@@ -183,8 +186,10 @@ async fn api_versions() {
     for (key, (min, max)) in &expected {
         let api = ApiKey::try_from(*key).unwrap();
         assert!(
-            TESTED.contains(&api) || TESTED_IN_GROUPS_FILE.contains(&api),
-            "{api:?} is advertised but has no wire test in this file or api_versions_groups.rs"
+            TESTED.contains(&api)
+                || TESTED_IN_GROUPS_FILE.contains(&api)
+                || TESTED_IN_PRODUCERS_FILE.contains(&api),
+            "{api:?} is advertised but has no wire test in this file, api_versions_groups.rs or api_versions_producers.rs"
         );
         let codec = api.valid_versions();
         assert!(

@@ -13,10 +13,11 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use strata_protocol::batch::{stamp, validate_batches};
+use strata_protocol::batch::{stamp, validate_batches, BatchHeader};
 use strata_storage::{Appended, StorageError};
 use uuid::Uuid;
 
+use crate::producer_state::Plan;
 use crate::{errors, topics, Broker};
 
 type PartitionError = (i16, Option<String>);
@@ -25,8 +26,17 @@ type PartitionError = (i16, Option<String>);
 struct Sequenced {
     index: i32,
     stream_id: u64,
-    appended: Result<Vec<Appended>, PartitionError>,
+    appended: Result<Outcome, PartitionError>,
     append_time_ms: i64,
+}
+
+enum Outcome {
+    Appended(Vec<Appended>),
+    /// A producer's retry of batches already in the log (`[base, end)`): nothing appended.
+    Duplicate {
+        base_offset: i64,
+        end_offset: i64,
+    },
 }
 
 pub async fn handle(
@@ -66,25 +76,23 @@ pub async fn sequence(
         } else {
             Some(topic.name.0.to_string())
         };
-        let partitions = topic
-            .partition_data
-            .into_iter()
-            .map(|p| {
-                let refused = |e: PartitionError| Sequenced {
-                    index: p.index,
-                    stream_id: 0,
-                    appended: Err(e),
-                    append_time_ms: -1,
-                };
-                let Some(name) = &name else {
-                    return refused((ResponseError::UnknownTopicId.code(), None));
-                };
-                if let Err(e) = &room {
-                    return refused(e.clone());
-                }
-                sequence_partition(broker, name, p.index, p.records).unwrap_or_else(refused)
-            })
-            .collect();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for p in topic.partition_data {
+            let refused = |e: PartitionError| Sequenced {
+                index: p.index,
+                stream_id: 0,
+                appended: Err(e),
+                append_time_ms: -1,
+            };
+            let sequenced = match (&name, &room) {
+                (None, _) => refused((ResponseError::UnknownTopicId.code(), None)),
+                (_, Err(e)) => refused(e.clone()),
+                (Some(name), Ok(())) => sequence_partition(broker, name, p.index, p.records)
+                    .await
+                    .unwrap_or_else(refused),
+            };
+            partitions.push(sequenced);
+        }
         topics_out.push((topic.name, topic.topic_id, partitions));
     }
     let broker = broker.clone();
@@ -110,8 +118,9 @@ pub async fn sequence(
     }
 }
 
-/// Validates one partition's batches and sequences them into its stream.
-fn sequence_partition(
+/// Validates one partition's batches and sequences them into its stream. Batches of idempotent
+/// producers are checked against the partition's producer state first, under its lock.
+async fn sequence_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
@@ -136,6 +145,35 @@ fn sequence_partition(
     let batches = validate_batches(&records, batch_bytes_max)
         .map_err(|e| (errors::batch(&e), Some(e.to_string())))?;
     let append_time_ms = append_time.then(now_ms);
+    let mut producers = None;
+    if batches.iter().any(|(h, _)| h.producer_id >= 0) {
+        let mut guard = broker
+            .producers
+            .lock(&broker.engine, target.stream_id)
+            .await
+            .map_err(|e| storage_error(&e))?;
+        let states = guard.as_mut().expect("loaded by lock");
+        let headers: Vec<&BatchHeader> = batches.iter().map(|(h, _)| h).collect();
+        let plan = states
+            .plan(&headers)
+            .map_err(|(e, message)| (e.code(), Some(message)))?;
+        if let Plan::Duplicate {
+            base_offset,
+            last_offset,
+        } = plan
+        {
+            return Ok(Sequenced {
+                index: partition,
+                stream_id: target.stream_id,
+                appended: Ok(Outcome::Duplicate {
+                    base_offset,
+                    end_offset: last_offset + 1,
+                }),
+                append_time_ms: append_time_ms.unwrap_or(-1),
+            });
+        }
+        producers = Some(guard);
+    }
     let mut appended = Vec::with_capacity(batches.len());
     for (header, bytes) in batches {
         let max_timestamp = append_time_ms.unwrap_or(header.max_timestamp);
@@ -152,13 +190,16 @@ fn sequence_partition(
                 },
             )
             .map_err(|e| (errors::storage(&e), Some(e.to_string())))?;
+        if let Some(states) = producers.as_mut().and_then(|g| g.as_mut()) {
+            states.record(&header, a.base_offset());
+        }
         metrics::counter!("strata_produce_bytes_total").increment(bytes.len() as u64);
         appended.push(a);
     }
     Ok(Sequenced {
         index: partition,
         stream_id: target.stream_id,
-        appended: Ok(appended),
+        appended: Ok(Outcome::Appended(appended)),
         append_time_ms: append_time_ms.unwrap_or(-1),
     })
 }
@@ -174,7 +215,20 @@ async fn complete(broker: &Broker, p: Sequenced) -> PartitionProduceResponse {
             .with_error_message(message.map(StrBytes::from_string))
     };
     let appended = match p.appended {
-        Ok(a) => a,
+        Ok(Outcome::Appended(a)) => a,
+        Ok(Outcome::Duplicate {
+            base_offset,
+            end_offset,
+        }) => {
+            // The original may still be on its way to the WAL: answer once it is durable.
+            if let Err(e) = durable_to(broker, p.stream_id, end_offset).await {
+                return failed(storage_error(&e));
+            }
+            return response
+                .with_base_offset(base_offset)
+                .with_log_start_offset(log_start(broker, p.stream_id))
+                .with_log_append_time_ms(p.append_time_ms);
+        }
         Err(e) => return failed(e),
     };
     let mut base_offset = -1;
@@ -185,15 +239,32 @@ async fn complete(broker: &Broker, p: Sequenced) -> PartitionProduceResponse {
             Err(e) => return failed(storage_error(&e)),
         }
     }
-    let start = broker
-        .engine
-        .offsets(p.stream_id)
-        .map(|o| o.start_offset)
-        .unwrap_or(0);
     response
         .with_base_offset(base_offset)
-        .with_log_start_offset(start)
+        .with_log_start_offset(log_start(broker, p.stream_id))
         .with_log_append_time_ms(p.append_time_ms)
+}
+
+fn log_start(broker: &Broker, stream_id: u64) -> i64 {
+    broker
+        .engine
+        .offsets(stream_id)
+        .map(|o| o.start_offset)
+        .unwrap_or(0)
+}
+
+/// Waits until the stream is durable up to `end_offset`.
+async fn durable_to(broker: &Broker, stream_id: u64, end_offset: i64) -> Result<(), StorageError> {
+    let stream = broker
+        .engine
+        .stream(stream_id)
+        .ok_or(StorageError::UnknownStream(stream_id))?;
+    let mut durable = stream.subscribe();
+    durable
+        .wait_for(|end| *end >= end_offset)
+        .await
+        .map(|_| ())
+        .map_err(|_| StorageError::Fenced { stream_id })
 }
 
 fn storage_error(e: &StorageError) -> PartitionError {

@@ -101,6 +101,33 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Starts `strata serve` with its log in `dir/strata.log` (truncated) and data in `dir/data`.
+fn spawn(options: &BrokerOptions, dir: &std::path::Path, port: u16, admin_port: u16) -> Child {
+    let log = std::fs::File::create(dir.join("strata.log")).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin_port}"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--node-id")
+        .arg(options.node_id.to_string())
+        .arg("--auto-create-topics")
+        .arg(options.auto_create_topics.to_string())
+        .arg("--num-partitions")
+        .arg(options.num_partitions.to_string())
+        .args(&options.extra_args)
+        .env("STRATA_LOG", "info,openraft=warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the strata binary")
+}
+
 impl Broker {
     pub async fn start(options: BrokerOptions) -> Broker {
         let mut last_log = String::new();
@@ -110,29 +137,7 @@ impl Broker {
             let dir = tempfile::tempdir().expect("temp dir");
             let (port, admin_port) = (free_port(), free_port());
             let log_path = dir.path().join("strata.log");
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
-                .arg("serve")
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                .arg("--admin-listen")
-                .arg(format!("127.0.0.1:{admin_port}"))
-                .arg("--data-dir")
-                .arg(dir.path().join("data"))
-                .arg("--node-id")
-                .arg(options.node_id.to_string())
-                .arg("--auto-create-topics")
-                .arg(options.auto_create_topics.to_string())
-                .arg("--num-partitions")
-                .arg(options.num_partitions.to_string())
-                .args(&options.extra_args)
-                .env("STRATA_LOG", "info,openraft=warn")
-                .env("NO_COLOR", "1")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("spawn the strata binary");
+            let mut child = spawn(&options, dir.path(), port, admin_port);
             let deadline = Instant::now() + STARTUP_TIMEOUT;
             loop {
                 if let Some(status) = child.try_wait().unwrap() {
@@ -167,6 +172,27 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.options.node_id
+    }
+
+    /// SIGKILLs the broker and starts it again on the same ports and data.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log_path = self.dir.path().join("strata.log");
+        self.child = spawn(&self.options, self.dir.path(), self.port, self.admin_port);
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let serving = read_log(&log_path).contains("strata is serving");
+            if serving && TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata did not restart within {STARTUP_TIMEOUT:?}:\n{}",
+                read_log(&log_path)
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn client(&self) -> Client {
@@ -410,6 +436,15 @@ pub fn records(prefix: &str, n: usize, ts0: i64) -> Vec<TestRecord> {
 
 /// One magic-2, uncompressed, non-idempotent record batch holding `records`.
 pub fn batch(records: &[TestRecord]) -> Bytes {
+    let bytes = producer_batch(records, -1, -1, -1);
+    let info = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+    assert_eq!(info[0].base_sequence, -1);
+    bytes
+}
+
+/// One magic-2, uncompressed record batch of producer `pid` at `epoch`, its first record at
+/// sequence `seq` (all -1: no producer).
+pub fn producer_batch(records: &[TestRecord], pid: i64, epoch: i16, seq: i32) -> Bytes {
     assert!(!records.is_empty());
     let records: Vec<Record> = records
         .iter()
@@ -419,13 +454,17 @@ pub fn batch(records: &[TestRecord]) -> Bytes {
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
             // The encoder starts a new batch whenever `offset - sequence` changes; this keeps
-            // all records in one batch while its base sequence stays -1 (no producer id).
-            sequence: i as i32 - 1,
+            // all records in one batch (with base sequence -1 when there is no producer).
+            sequence: if pid < 0 {
+                i as i32 - 1
+            } else {
+                seq + i as i32
+            },
             timestamp: r.timestamp,
             key: Some(r.key.clone()),
             value: Some(r.value.clone()),
@@ -446,7 +485,6 @@ pub fn batch(records: &[TestRecord]) -> Bytes {
     let info = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
     assert_eq!(info.len(), 1, "test harness: expected one batch");
     assert_eq!(info[0].record_count as usize, records.len());
-    assert_eq!(info[0].base_sequence, -1);
     bytes
 }
 

@@ -1,0 +1,337 @@
+//! Idempotent producers on one partition: Kafka's rules for producer ids, epochs and sequence
+//! numbers, checked before a batch is given offsets. Sans-I/O: the produce path asks, then
+//! records what it appended; loading a partition replays its batches through the same code.
+//!
+//! Invariants:
+//! 1. A batch is checked and recorded under the partition's lock, with nothing appended to the
+//!    partition in between.
+//! 2. For each producer the last [`BATCHES_KEPT`] batches of its current epoch are kept, so a
+//!    retry of any of them is recognised and answered with its first offsets.
+//! 3. The state is a function of the partition's batches: replaying them rebuilds it.
+
+use std::collections::{HashMap, VecDeque};
+
+use kafka_protocol::error::ResponseError;
+use strata_protocol::batch::BatchHeader;
+
+/// Batches remembered per producer: as many as a client may have in flight.
+pub const BATCHES_KEPT: usize = 5;
+
+/// No epoch, no sequence: Kafka's sentinels.
+const NO_EPOCH: i16 = -1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kept {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+}
+
+#[derive(Clone, Debug)]
+struct Producer {
+    epoch: i16,
+    batches: VecDeque<Kept>,
+}
+
+/// What to do with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Give it offsets.
+    Append,
+    /// A retry of a batch already appended at `base_offset`: answer with that, append nothing.
+    Duplicate { base_offset: i64 },
+}
+
+/// What to do with one partition's batches of a request, all or nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    Append,
+    /// One of them is a retry: nothing is appended and the answer is the retried batch's
+    /// offsets, as in Kafka.
+    Duplicate {
+        base_offset: i64,
+        last_offset: i64,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct ProducerStates {
+    producers: HashMap<i64, Producer>,
+}
+
+impl ProducerStates {
+    /// Kafka's checks of a client's batch, in Kafka's order: epoch, duplicate, sequence.
+    pub fn check(&self, h: &BatchHeader) -> Result<Verdict, (ResponseError, String)> {
+        if h.producer_id < 0 {
+            return Ok(Verdict::Append);
+        }
+        let Some(p) = self.producers.get(&h.producer_id) else {
+            // Unknown here (new, or its batches were removed by retention): any sequence goes.
+            return Ok(Verdict::Append);
+        };
+        if h.producer_epoch < p.epoch {
+            return Err((
+                ResponseError::InvalidProducerEpoch,
+                format!(
+                    "Epoch {} of producer {} is older than the last seen epoch {}.",
+                    h.producer_epoch, h.producer_id, p.epoch
+                ),
+            ));
+        }
+        let last_seq = last_sequence(h);
+        if h.producer_epoch == p.epoch {
+            if let Some(k) = p
+                .batches
+                .iter()
+                .find(|k| k.first_seq == h.base_sequence && k.last_seq == last_seq)
+            {
+                return Ok(Verdict::Duplicate {
+                    base_offset: k.base_offset,
+                });
+            }
+            let expected = p.batches.back().map(|k| next_sequence(k.last_seq));
+            if expected.is_some_and(|e| e != h.base_sequence) {
+                return Err((
+                    ResponseError::OutOfOrderSequenceNumber,
+                    format!(
+                        "Out of order sequence number for producer {} at epoch {}: {} (incoming seq. number), {} (expected).",
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        expected.unwrap_or_default()
+                    ),
+                ));
+            }
+        } else if h.base_sequence != 0 && p.epoch != NO_EPOCH {
+            return Err((
+                ResponseError::OutOfOrderSequenceNumber,
+                format!(
+                    "Invalid sequence number for new epoch {} of producer {}: {} (request epoch), {} (seq. number), {} (current epoch).",
+                    h.producer_epoch, h.producer_id, h.producer_epoch, h.base_sequence, p.epoch
+                ),
+            ));
+        }
+        Ok(Verdict::Append)
+    }
+
+    /// Checks a request's batches for one partition as if each were appended after the one
+    /// before, without changing anything.
+    pub fn plan(&self, batches: &[&BatchHeader]) -> Result<Plan, (ResponseError, String)> {
+        let mut scratch = ProducerStates::default();
+        for h in batches {
+            if let Some(p) = self.producers.get(&h.producer_id) {
+                scratch
+                    .producers
+                    .entry(h.producer_id)
+                    .or_insert_with(|| p.clone());
+            }
+        }
+        for h in batches {
+            match scratch.check(h)? {
+                Verdict::Append => scratch.record(h, -1),
+                Verdict::Duplicate { base_offset } if base_offset >= 0 => {
+                    return Ok(Plan::Duplicate {
+                        base_offset,
+                        last_offset: base_offset + h.last_offset_delta as i64,
+                    });
+                }
+                Verdict::Duplicate { .. } => {
+                    return Err((
+                        ResponseError::OutOfOrderSequenceNumber,
+                        "A batch repeats an earlier batch of the same request.".into(),
+                    ));
+                }
+            }
+        }
+        Ok(Plan::Append)
+    }
+
+    /// Records a batch appended at `base_offset` (after [`ProducerStates::check`] said
+    /// [`Verdict::Append`], or while replaying the partition).
+    pub fn record(&mut self, h: &BatchHeader, base_offset: i64) {
+        if h.producer_id < 0 || h.is_control() {
+            return;
+        }
+        let p = self.producers.entry(h.producer_id).or_insert(Producer {
+            epoch: h.producer_epoch,
+            batches: VecDeque::new(),
+        });
+        if h.producer_epoch != p.epoch {
+            p.epoch = h.producer_epoch;
+            p.batches.clear();
+        }
+        if h.base_sequence < 0 {
+            return;
+        }
+        if p.batches.len() == BATCHES_KEPT {
+            p.batches.pop_front();
+        }
+        p.batches.push_back(Kept {
+            first_seq: h.base_sequence,
+            last_seq: last_sequence(h),
+            base_offset,
+        });
+        assert!(p.batches.len() <= BATCHES_KEPT);
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+}
+
+/// Sequences wrap at i32::MAX back to 0, as in Kafka.
+fn last_sequence(h: &BatchHeader) -> i32 {
+    let last = h.base_sequence as i64 + h.last_offset_delta as i64;
+    if last > i32::MAX as i64 {
+        (last - i32::MAX as i64 - 1) as i32
+    } else {
+        last as i32
+    }
+}
+
+fn next_sequence(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(pid: i64, epoch: i16, seq: i32, count: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            size_bytes: 61,
+            leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: count - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: count,
+        }
+    }
+
+    fn append(s: &mut ProducerStates, h: &BatchHeader, at: i64) {
+        assert_eq!(s.check(h), Ok(Verdict::Append));
+        s.record(h, at);
+    }
+
+    fn code(r: Result<Verdict, (ResponseError, String)>) -> ResponseError {
+        r.expect_err("refused").0
+    }
+
+    #[test]
+    fn in_order_batches_append_and_retries_get_their_offsets() {
+        let mut s = ProducerStates::default();
+        append(&mut s, &batch(7, 0, 0, 5), 100);
+        append(&mut s, &batch(7, 0, 5, 5), 105);
+        assert_eq!(
+            s.check(&batch(7, 0, 0, 5)),
+            Ok(Verdict::Duplicate { base_offset: 100 })
+        );
+        assert_eq!(
+            s.check(&batch(7, 0, 5, 5)),
+            Ok(Verdict::Duplicate { base_offset: 105 })
+        );
+        // A gap, and an overlap that is not one of the kept batches.
+        assert_eq!(
+            code(s.check(&batch(7, 0, 20, 1))),
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        assert_eq!(
+            code(s.check(&batch(7, 0, 3, 5))),
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        // Other producers are independent; an unknown one may start anywhere.
+        append(&mut s, &batch(8, 3, 42, 1), 110);
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_recognised() {
+        let mut s = ProducerStates::default();
+        for i in 0..7 {
+            append(&mut s, &batch(1, 0, i, 1), 10 + i as i64);
+        }
+        assert_eq!(
+            s.check(&batch(1, 0, 2, 1)),
+            Ok(Verdict::Duplicate { base_offset: 12 })
+        );
+        assert_eq!(
+            code(s.check(&batch(1, 0, 1, 1))),
+            ResponseError::OutOfOrderSequenceNumber,
+            "older than the kept window"
+        );
+    }
+
+    #[test]
+    fn epochs_fence_older_producers_and_restart_sequences() {
+        let mut s = ProducerStates::default();
+        append(&mut s, &batch(1, 1, 0, 3), 0);
+        assert_eq!(
+            code(s.check(&batch(1, 0, 3, 1))),
+            ResponseError::InvalidProducerEpoch
+        );
+        assert_eq!(
+            code(s.check(&batch(1, 2, 3, 1))),
+            ResponseError::OutOfOrderSequenceNumber,
+            "a new epoch starts at sequence 0"
+        );
+        append(&mut s, &batch(1, 2, 0, 1), 3);
+        assert_eq!(
+            code(s.check(&batch(1, 1, 3, 1))),
+            ResponseError::InvalidProducerEpoch
+        );
+    }
+
+    #[test]
+    fn sequences_wrap_around() {
+        let mut s = ProducerStates::default();
+        append(&mut s, &batch(1, 0, i32::MAX - 1, 2), 0);
+        append(&mut s, &batch(1, 0, 0, 1), 2);
+        assert_eq!(
+            s.check(&batch(1, 0, i32::MAX - 1, 2)),
+            Ok(Verdict::Duplicate { base_offset: 0 })
+        );
+    }
+
+    #[test]
+    fn a_request_is_planned_as_a_whole() {
+        let mut s = ProducerStates::default();
+        append(&mut s, &batch(1, 0, 0, 2), 50);
+        let (a, b, gap) = (batch(1, 0, 2, 2), batch(1, 0, 4, 1), batch(1, 0, 9, 1));
+        assert_eq!(s.plan(&[&a, &b]), Ok(Plan::Append));
+        assert_eq!(
+            s.plan(&[&a, &gap]).unwrap_err().0,
+            ResponseError::OutOfOrderSequenceNumber
+        );
+        assert_eq!(
+            s.plan(&[&batch(1, 0, 0, 2)]),
+            Ok(Plan::Duplicate {
+                base_offset: 50,
+                last_offset: 51
+            })
+        );
+        // Planning changed nothing.
+        assert_eq!(s.check(&a), Ok(Verdict::Append));
+    }
+
+    #[test]
+    fn batches_without_a_producer_are_not_tracked() {
+        let mut s = ProducerStates::default();
+        append(&mut s, &batch(-1, -1, -1, 10), 0);
+        assert!(s.is_empty());
+    }
+}

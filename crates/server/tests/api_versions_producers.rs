@@ -1,0 +1,130 @@
+//! Every advertised version of the producer APIs over the wire against the real `strata` binary
+//! (InitProducerId), and Kafka's idempotence rules on Produce as a client meets them: retries
+//! answered with their first offsets, sequence gaps and fenced epochs refused, producer ids
+//! that never repeat, state that survives a restart.
+//!
+//! Run: `cargo test --release -p strata --test api_versions_producers`
+
+mod common;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest};
+
+use common::*;
+
+/// One idempotent batch of `count` records from `(pid, epoch)` starting at `seq`.
+fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+    let values: Vec<TestRecord> = (seq..seq + count)
+        .map(|s| TestRecord::new(format!("{pid}"), format!("{pid}-{epoch}-{s}"), now_ms()))
+        .collect();
+    producer_batch(&values, pid, epoch, seq)
+}
+
+async fn produce_batch(c: &mut Client, topic: &str, batch: Bytes) -> PartitionProduceResponse {
+    let r = c
+        .send(
+            9,
+            &ProduceRequest::default()
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch))])]),
+        )
+        .await;
+    r.responses[0].partition_responses[0].clone()
+}
+
+async fn init_producer_id(c: &mut Client, version: i16) -> (i64, i16) {
+    let mut request = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
+    if version >= 3 {
+        request = request
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+    }
+    let r = c.send(version, &request).await;
+    assert_eq!(r.error_code, 0, "InitProducerId v{version}");
+    (r.producer_id.0, r.producer_epoch)
+}
+
+#[tokio::test]
+async fn init_producer_id_versions() {
+    let mut b = Broker::start(BrokerOptions::default()).await;
+    let mut c = b.client().await;
+    let mut seen = std::collections::BTreeSet::new();
+    for v in c.versions(ApiKey::InitProducerId).await {
+        for _ in 0..2 {
+            let (pid, epoch) = init_producer_id(&mut c, v).await;
+            assert!(pid >= 0, "v{v}: producer id {pid}");
+            assert_eq!(epoch, 0, "v{v}: epoch");
+            assert!(seen.insert(pid), "v{v}: producer id {pid} handed out twice");
+        }
+        // A transactional id needs the transaction coordinator, which does not run yet.
+        let r = c
+            .send(
+                v,
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(Some(str("txn").into()))
+                    .with_transaction_timeout_ms(60_000),
+            )
+            .await;
+        assert_eq!(
+            r.error_code,
+            err(ResponseError::CoordinatorNotAvailable),
+            "v{v}"
+        );
+    }
+    // Ids come from blocks allocated in the metadata log: never again after a restart.
+    b.restart().await;
+    let mut c = b.client().await;
+    for _ in 0..3 {
+        let (pid, _) = init_producer_id(&mut c, 4).await;
+        assert!(
+            seen.insert(pid),
+            "producer id {pid} repeated after a restart"
+        );
+    }
+}
+
+#[tokio::test]
+async fn idempotent_produce_follows_kafkas_rules_across_a_restart() {
+    let mut b = Broker::start(BrokerOptions::default()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "idem", 1, &[]).await;
+    let (pid, epoch) = init_producer_id(&mut c, 4).await;
+
+    let first = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch, 0, 5)).await;
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+    let second = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch, 5, 5)).await;
+    assert_eq!((second.error_code, second.base_offset), (0, 5));
+    // A retry of either is answered with its first offset and appends nothing.
+    let retry = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch, 0, 5)).await;
+    assert_eq!((retry.error_code, retry.base_offset), (0, 0));
+    // A gap, and an older epoch, are refused.
+    let gap = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch, 20, 1)).await;
+    assert_eq!(gap.error_code, err(ResponseError::OutOfOrderSequenceNumber));
+    let bumped = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch + 1, 0, 1)).await;
+    assert_eq!((bumped.error_code, bumped.base_offset), (0, 10));
+    let fenced = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch, 10, 1)).await;
+    assert_eq!(fenced.error_code, err(ResponseError::InvalidProducerEpoch));
+
+    // After a restart the state is rebuilt from the log: the retry is still recognised.
+    b.restart().await;
+    let mut c = b.client().await;
+    let retry = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch + 1, 0, 1)).await;
+    assert_eq!((retry.error_code, retry.base_offset), (0, 10));
+    let next = produce_batch(&mut c, "idem", idempotent_batch(pid, epoch + 1, 1, 2)).await;
+    assert_eq!((next.error_code, next.base_offset), (0, 11));
+    let data = fetch(&mut c, "idem", 0, 0).await;
+    let records = decode_records("idem", &data.records);
+    assert_eq!(records.len(), 13, "every batch once: {records:?}");
+    let offsets: Vec<i64> = records.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, (0..13).collect::<Vec<i64>>());
+}
