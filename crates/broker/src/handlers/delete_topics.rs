@@ -66,6 +66,7 @@ pub async fn handle(
             Ok(_) => {
                 for stream in streams {
                     broker.engine.remove_stream(stream);
+                    broker.producers.forget(stream);
                 }
                 results.push(result);
             }
