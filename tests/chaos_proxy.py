@@ -35,7 +35,7 @@ import struct
 import threading
 import time
 
-API_PRODUCE = 0
+from kafka_wire import API_PRODUCE, Reader
 
 
 class _Pair:
@@ -108,63 +108,33 @@ def _recv_frames(sock: socket.socket, buf: bytearray):
 
 
 # --- just enough of Produce requests to see which batches they carry -----------------------
-class _Buf:
-    def __init__(self, data: bytes, pos: int = 0):
-        self.data, self.pos = data, pos
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise ValueError("short")
-        b = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return b
-
-    def unpack(self, fmt: str):
-        v = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return v[0] if len(v) == 1 else v
-
-    def uvarint(self) -> int:
-        shift = result = 0
-        while True:
-            b = self.take(1)[0]
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-
-    def tagged_fields(self) -> None:
-        for _ in range(self.uvarint()):
-            self.uvarint()
-            self.take(self.uvarint())
-
-
 def produce_batches(frame: bytes) -> list[tuple]:
     """(topic, partition, producer id, epoch, base sequence, record count) of every record
     batch in a Produce request frame (with its size prefix), v3..v13."""
-    r = _Buf(frame, 4)
-    api_key, version, _corr = r.unpack(">hhi")
+    r = Reader(frame)
+    r.pos = 4
+    api_key, version, _corr = r.i16(), r.i16(), r.i32()
     if api_key != API_PRODUCE or not 3 <= version <= 13:
         return []
     flexible = version >= 9
-    r.take(max(0, r.unpack(">h")))  # client id
+    r.take(max(0, r.i16()))  # client id
     if flexible:
         r.tagged_fields()
         r.take(max(0, r.uvarint() - 1))  # transactional id
     else:
-        r.take(max(0, r.unpack(">h")))
-    r.unpack(">hi")  # acks, timeout
+        r.take(max(0, r.i16()))
+    r.i16(), r.i32()  # acks, timeout
     out = []
-    for _ in range(r.uvarint() - 1 if flexible else r.unpack(">i")):
+    for _ in range(r.uvarint() - 1 if flexible else r.i32()):
         if version >= 13:
             topic = r.take(16).hex()
         elif flexible:
             topic = r.take(r.uvarint() - 1).decode()
         else:
-            topic = r.take(r.unpack(">h")).decode()
-        for _ in range(r.uvarint() - 1 if flexible else r.unpack(">i")):
-            partition = r.unpack(">i")
-            n = r.uvarint() - 1 if flexible else r.unpack(">i")
+            topic = r.take(r.i16()).decode()
+        for _ in range(r.uvarint() - 1 if flexible else r.i32()):
+            partition = r.i32()
+            n = r.uvarint() - 1 if flexible else r.i32()
             records = r.take(n) if n > 0 else b""
             pos = 0
             while pos + 61 <= len(records):
