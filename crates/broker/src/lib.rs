@@ -2,6 +2,7 @@
 //! versions, and one handler module per Kafka API.
 
 pub mod acl;
+pub mod coordinator_runtime;
 pub mod errors;
 pub mod fetch_session;
 pub mod groups;
@@ -12,10 +13,12 @@ pub mod records;
 pub mod retention;
 pub mod timestamps;
 pub mod topics;
+pub mod transactions;
 pub mod versions;
 
 use std::sync::Arc;
 
+use strata_coordinator::txn::TxnConfig;
 use strata_coordinator::GroupConfig;
 use strata_meta::NodeId;
 use strata_storage::{Engine, MetadataClient};
@@ -45,6 +48,10 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: i32,
     /// Records written to a `__consumer_offsets` partition before it is compacted.
     pub offsets_compaction_records_min: usize,
+    /// Transaction coordinator settings (`transaction.*`).
+    pub transactions: TxnConfig,
+    /// `transaction.state.log.num.partitions`
+    pub transaction_state_partitions: i32,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +70,8 @@ impl Default for BrokerConfig {
             groups: GroupConfig::default(),
             offsets_topic_partitions: 50,
             offsets_compaction_records_min: 10_000,
+            transactions: TxnConfig::default(),
+            transaction_state_partitions: 50,
         }
     }
 }
@@ -75,6 +84,7 @@ pub struct Broker {
     pub fetch_sessions: fetch_session::FetchSessions,
     pub groups: groups::GroupCoordinator,
     pub producers: producers::Producers,
+    pub txns: transactions::TxnCoordinator,
 }
 
 impl Broker {
@@ -89,7 +99,13 @@ impl Broker {
             config.offsets_topic_partitions,
             config.offsets_compaction_records_min,
         );
-        Arc::new(Broker {
+        Arc::new_cyclic(|weak| Broker {
+            txns: transactions::TxnCoordinator::new(
+                config.transactions.clone(),
+                config.transaction_state_partitions,
+                config.offsets_compaction_records_min,
+                weak.clone(),
+            ),
             config,
             engine,
             meta,

@@ -1,6 +1,8 @@
-//! Idempotent producers on one partition: Kafka's rules for producer ids, epochs and sequence
-//! numbers, checked before a batch is given offsets. Sans-I/O: the produce path asks, then
-//! records what it appended; loading a partition replays its batches through the same code.
+//! Idempotent and transactional producers on one partition: Kafka's rules for producer ids,
+//! epochs and sequence numbers, checked before a batch is given offsets, and the partition's
+//! open and aborted transactions, which give the last stable offset and what a read_committed
+//! fetch must skip. Sans-I/O: the produce path asks, then records what it appended; loading a
+//! partition replays its batches through the same code.
 //!
 //! Invariants:
 //! 1. A batch is checked and recorded under the partition's lock, with nothing appended to the
@@ -8,8 +10,11 @@
 //! 2. For each producer the last [`BATCHES_KEPT`] batches of its current epoch are kept, so a
 //!    retry of any of them is recognised and answered with its first offsets.
 //! 3. The state is a function of the partition's batches: replaying them rebuilds it.
+//! 4. A producer has at most one open transaction on a partition: from its first
+//!    transactional batch to the marker that ends it. The last stable offset is the first
+//!    offset of the oldest open transaction.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kafka_protocol::error::ResponseError;
 use strata_protocol::batch::BatchHeader;
@@ -31,6 +36,27 @@ struct Kept {
 struct Producer {
     epoch: i16,
     batches: VecDeque<Kept>,
+    /// The first offset of its open transaction on this partition.
+    txn_first_offset: Option<i64>,
+}
+
+impl Producer {
+    fn new(epoch: i16) -> Producer {
+        Producer {
+            epoch,
+            batches: VecDeque::new(),
+            txn_first_offset: None,
+        }
+    }
+}
+
+/// An aborted transaction on this partition: a read_committed consumer drops this producer's
+/// batches from `first_offset` up to the marker at `last_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
 }
 
 /// What to do with a batch.
@@ -57,6 +83,10 @@ pub enum Plan {
 #[derive(Debug, Default)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
+    /// Open transactions by first offset: producer id.
+    open: BTreeMap<i64, i64>,
+    /// Aborted transactions in marker order.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl ProducerStates {
@@ -69,6 +99,15 @@ impl ProducerStates {
             // Unknown here (new, or its batches were removed by retention): any sequence goes.
             return Ok(Verdict::Append);
         };
+        if p.txn_first_offset.is_some() && !h.is_transactional() && h.producer_epoch == p.epoch {
+            return Err((
+                ResponseError::InvalidTxnState,
+                format!(
+                    "Expected a transactional write from producer {} at epoch {}.",
+                    h.producer_id, h.producer_epoch
+                ),
+            ));
+        }
         if h.producer_epoch < p.epoch {
             return Err((
                 ResponseError::InvalidProducerEpoch,
@@ -152,13 +191,17 @@ impl ProducerStates {
         if h.producer_id < 0 || h.is_control() {
             return;
         }
-        let p = self.producers.entry(h.producer_id).or_insert(Producer {
-            epoch: h.producer_epoch,
-            batches: VecDeque::new(),
-        });
+        let p = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| Producer::new(h.producer_epoch));
         if h.producer_epoch != p.epoch {
             p.epoch = h.producer_epoch;
             p.batches.clear();
+        }
+        if h.is_transactional() && p.txn_first_offset.is_none() && base_offset >= 0 {
+            p.txn_first_offset = Some(base_offset);
+            self.open.insert(base_offset, h.producer_id);
         }
         if h.base_sequence < 0 {
             return;
@@ -172,6 +215,66 @@ impl ProducerStates {
             base_offset,
         });
         assert!(p.batches.len() <= BATCHES_KEPT);
+    }
+
+    /// Is a transaction of `producer_id` at `epoch` open here? Its next batches need no
+    /// verification with the coordinator (KIP-890).
+    pub fn in_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|p| p.epoch == epoch && p.txn_first_offset.is_some())
+    }
+
+    /// A marker may be written for `producer_id` at `epoch` unless a newer epoch was seen.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ResponseError> {
+        match self.producers.get(&producer_id) {
+            Some(p) if epoch < p.epoch => Err(ResponseError::InvalidProducerEpoch),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a marker appended at `offset`: the producer's open transaction, if any, ends.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, offset: i64) {
+        let p = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| Producer::new(epoch));
+        if epoch > p.epoch {
+            p.epoch = epoch;
+            p.batches.clear();
+        }
+        if let Some(first_offset) = p.txn_first_offset.take() {
+            self.open.remove(&first_offset);
+            if !commit {
+                self.aborted.push(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: offset,
+                });
+            }
+        }
+    }
+
+    /// The last stable offset: nothing at or after it may reach a read_committed consumer.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.open
+            .keys()
+            .next()
+            .map_or(high_watermark, |first| (*first).min(high_watermark))
+    }
+
+    /// Aborted transactions that overlap `[from, to)`, for a read_committed fetch.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly before `start_offset` (retention removed them).
+    pub fn trim(&mut self, start_offset: i64) {
+        self.aborted.retain(|a| a.last_offset >= start_offset);
     }
 
     pub fn len(&self) -> usize {
@@ -333,5 +436,54 @@ mod tests {
         let mut s = ProducerStates::default();
         append(&mut s, &batch(-1, -1, -1, 10), 0);
         assert!(s.is_empty());
+    }
+
+    fn txn_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> BatchHeader {
+        BatchHeader {
+            attributes: 0x10,
+            ..batch(pid, epoch, seq, count)
+        }
+    }
+
+    #[test]
+    fn transactions_bound_the_last_stable_offset_and_aborts_are_listed() {
+        let mut s = ProducerStates::default();
+        append(&mut s, &batch(9, 0, 0, 2), 0);
+        append(&mut s, &txn_batch(1, 0, 0, 2), 2);
+        append(&mut s, &txn_batch(2, 0, 0, 1), 4);
+        append(&mut s, &txn_batch(1, 0, 2, 1), 5);
+        assert!(s.in_transaction(1, 0) && s.in_transaction(2, 0));
+        assert_eq!(s.last_stable_offset(6), 2);
+        assert_eq!(
+            code(s.check(&batch(1, 0, 3, 1))),
+            ResponseError::InvalidTxnState,
+            "a plain write inside an open transaction"
+        );
+        s.record_marker(1, 0, false, 6);
+        assert_eq!(s.last_stable_offset(7), 4);
+        s.record_marker(2, 0, true, 7);
+        assert_eq!(s.last_stable_offset(8), 8);
+        assert!(!s.in_transaction(1, 0));
+        let aborted = AbortedTxn {
+            producer_id: 1,
+            first_offset: 2,
+            last_offset: 6,
+        };
+        assert_eq!(s.aborted_between(0, 8), vec![aborted]);
+        assert_eq!(s.aborted_between(6, 8), vec![aborted]);
+        assert!(s.aborted_between(7, 8).is_empty());
+        assert!(s.aborted_between(0, 2).is_empty());
+        // A marker with a newer epoch fences the older one.
+        s.record_marker(2, 1, false, 8);
+        assert_eq!(
+            s.check_marker(2, 0),
+            Err(ResponseError::InvalidProducerEpoch)
+        );
+        assert_eq!(
+            code(s.check(&txn_batch(2, 0, 1, 1))),
+            ResponseError::InvalidProducerEpoch
+        );
+        s.trim(7);
+        assert!(s.aborted_between(0, 8).is_empty());
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use strata_meta::controller::Command;
 use strata_meta::{MetadataRecord, StreamId};
-use strata_protocol::batch::stored_batches;
+use strata_protocol::batch::{marker_outcome, stored_batches};
 use strata_storage::{Engine, StorageError};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use crate::producer_state::ProducerStates;
+use crate::producer_state::{AbortedTxn, ProducerStates};
 use crate::{errors, Broker};
 
 /// Bytes read at a time while rebuilding a partition's producer state.
@@ -67,6 +67,37 @@ impl Producers {
         Ok(guard)
     }
 
+    /// What a fetch needs of the partition's transactions: the last stable offset, and for
+    /// read_committed the aborted transactions that end at or after `from`. A read_committed
+    /// fetch loads the state if need be; a read_uncommitted one uses it only if it is loaded
+    /// and free, and otherwise reports the high watermark.
+    pub async fn stable_view(
+        &self,
+        engine: &Engine,
+        stream_id: StreamId,
+        high_watermark: i64,
+        committed: bool,
+        from: i64,
+    ) -> Result<(i64, Vec<AbortedTxn>), StorageError> {
+        if committed {
+            let guard = self.lock(engine, stream_id).await?;
+            let states = guard.as_ref().expect("loaded by lock");
+            return Ok((
+                states.last_stable_offset(high_watermark),
+                states.aborted_between(from, i64::MAX),
+            ));
+        }
+        let cell = self.partitions.lock().get(&stream_id).cloned();
+        let lso = cell
+            .and_then(|c| {
+                c.try_lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|s| s.last_stable_offset(high_watermark)))
+            })
+            .unwrap_or(high_watermark);
+        Ok((lso, Vec::new()))
+    }
+
     /// Forgets a deleted partition's state.
     pub fn forget(&self, stream_id: StreamId) {
         self.partitions.lock().remove(&stream_id);
@@ -82,8 +113,19 @@ async fn load(engine: &Engine, stream_id: StreamId) -> Result<ProducerStates, St
         let read = engine.read(stream_id, offset, LOAD_READ_BYTES).await?;
         let before = offset;
         for chunk in &read.batches {
-            for (h, _) in stored_batches(chunk) {
-                states.record(&h, h.base_offset);
+            for (h, range) in stored_batches(chunk) {
+                if h.is_control() {
+                    if let Some(commit) = marker_outcome(&chunk[range]) {
+                        states.record_marker(
+                            h.producer_id,
+                            h.producer_epoch,
+                            commit,
+                            h.base_offset,
+                        );
+                    }
+                } else {
+                    states.record(&h, h.base_offset);
+                }
                 offset = offset.max(h.last_offset() + 1);
                 batches += 1;
             }

@@ -2,7 +2,10 @@
 //! it and afterwards touches only the fields Kafka's broker sets: base offset and partition
 //! leader epoch (outside the CRC), and max timestamp under `LogAppendTime` (CRC recomputed).
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 pub const HEADER_BYTES: usize = 61;
 const BASE_OFFSET: usize = 0;
@@ -188,6 +191,92 @@ pub fn stamp(
     }
 }
 
+/// A transaction marker (Kafka's control batch: one control record whose key is version 0 and
+/// the outcome, whose value is version 0 and the coordinator epoch), at base offset 0 until
+/// [`stamp`]ed.
+pub fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Bytes {
+    let mut key = BytesMut::with_capacity(4);
+    key.put_i16(0);
+    key.put_i16(if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    });
+    let mut value = BytesMut::with_capacity(6);
+    value.put_i16(0);
+    value.put_i32(coordinator_epoch);
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: timestamp_ms,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        std::slice::from_ref(&record),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("a marker encodes");
+    buf.freeze()
+}
+
+/// Kafka's control record types.
+const CONTROL_ABORT: i16 = 0;
+const CONTROL_COMMIT: i16 = 1;
+
+/// The outcome a stored control batch marks: `Some(true)` commit, `Some(false)` abort, `None`
+/// for other control records or an unreadable one. Control batches are never compressed.
+pub fn marker_outcome(batch: &[u8]) -> Option<bool> {
+    let mut at = HEADER_BYTES;
+    let _length = varint(batch, &mut at)?;
+    at += 1; // record attributes
+    let _timestamp_delta = varint(batch, &mut at)?;
+    let _offset_delta = varint(batch, &mut at)?;
+    let key_len = varint(batch, &mut at)?;
+    if key_len < 4 {
+        return None;
+    }
+    let key = batch.get(at..at + 4)?;
+    match i16::from_be_bytes([key[2], key[3]]) {
+        CONTROL_COMMIT => Some(true),
+        CONTROL_ABORT => Some(false),
+        _ => None,
+    }
+}
+
+/// A zigzag varint (Kafka's record fields), at most 10 bytes.
+fn varint(b: &[u8], at: &mut usize) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *b.get(*at)?;
+        *at += 1;
+        raw |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
 /// Walks stored batches (already validated) from a byte slice: `(header, range)` pairs.
 pub fn stored_batches(
     bytes: &[u8],
@@ -204,10 +293,6 @@ pub fn stored_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
 
     fn batch(n: usize) -> Bytes {
         let records: Vec<Record> = (0..n)
@@ -295,5 +380,21 @@ mod tests {
             batches[0].0.attributes & TIMESTAMP_TYPE_BIT,
             TIMESTAMP_TYPE_BIT
         );
+    }
+
+    #[test]
+    fn markers_are_control_batches_that_say_their_outcome() {
+        for commit in [true, false] {
+            let m = marker_batch(42, 3, commit, 7, 1_000);
+            let batches = validate_batches(&m, 1 << 20).expect("a valid batch");
+            let (h, bytes) = &batches[0];
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.record_count),
+                (42, 3, 1)
+            );
+            assert_eq!(marker_outcome(bytes), Some(commit));
+        }
+        assert_eq!(marker_outcome(&batch(1)), None, "not a control record key");
     }
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use strata_coordinator::txn::TxnConfig;
 use strata_coordinator::{GroupConfig, MigrationPolicy};
 
 #[derive(Parser, Debug)]
@@ -131,6 +132,22 @@ pub struct Settings {
     /// Records written to a __consumer_offsets partition before it is compacted. Default 10000.
     #[arg(long, env = "STRATA_OFFSETS_COMPACTION_RECORDS")]
     pub offsets_compaction_records: Option<usize>,
+    /// Kafka's transaction.state.log.num.partitions. Default 50.
+    #[arg(long, env = "STRATA_TRANSACTION_STATE_LOG_NUM_PARTITIONS")]
+    pub transaction_state_log_num_partitions: Option<i32>,
+    /// Kafka's transaction.max.timeout.ms: the longest transaction timeout a producer may ask
+    /// for. Default 900000.
+    #[arg(long, env = "STRATA_TRANSACTION_MAX_TIMEOUT_MS")]
+    pub transaction_max_timeout_ms: Option<i32>,
+    /// Kafka's transaction.abort.timed.out.transaction.cleanup.interval.ms. Default 10000.
+    #[arg(
+        long,
+        env = "STRATA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
+    )]
+    pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// Kafka's transactional.id.expiration.ms. Default 604800000 (7 days).
+    #[arg(long, env = "STRATA_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    pub transactional_id_expiration_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,6 +184,8 @@ pub struct Config {
     pub groups: GroupConfig,
     pub offsets_topic_partitions: i32,
     pub offsets_compaction_records: usize,
+    pub transactions: TxnConfig,
+    pub transaction_state_partitions: i32,
 }
 
 impl Config {
@@ -178,6 +197,7 @@ impl Config {
             None => Settings::default(),
         };
         let groups = groups(&cli, &file);
+        let transactions = transactions(&cli, &file);
         let listen = cli
             .listen
             .or(file.listen)
@@ -267,8 +287,25 @@ impl Config {
                 .offsets_compaction_records
                 .or(file.offsets_compaction_records)
                 .unwrap_or(10_000),
+            transactions,
+            transaction_state_partitions: cli
+                .transaction_state_log_num_partitions
+                .or(file.transaction_state_log_num_partitions)
+                .unwrap_or(50),
             data_dir,
         };
+        anyhow::ensure!(
+            config.transaction_state_partitions >= 1,
+            "transaction-state-log-num-partitions must be at least 1"
+        );
+        anyhow::ensure!(
+            config.transactions.max_timeout_ms >= 1,
+            "transaction-max-timeout-ms must be at least 1"
+        );
+        anyhow::ensure!(
+            config.transactions.abort_check_interval_ms >= 1,
+            "transaction-abort-timed-out-transaction-cleanup-interval-ms must be at least 1"
+        );
         anyhow::ensure!(
             config.offsets_topic_partitions >= 1,
             "offsets-topic-num-partitions must be at least 1"
@@ -298,6 +335,25 @@ impl Config {
             anyhow::anyhow!("--advertise must be HOST:PORT, not {}", self.advertise)
         })?;
         Ok((host.trim_matches(['[', ']']).to_string(), port.parse()?))
+    }
+}
+
+/// The transaction coordinator's settings, each layered like the rest.
+fn transactions(cli: &Settings, file: &Settings) -> TxnConfig {
+    let d = TxnConfig::default();
+    TxnConfig {
+        max_timeout_ms: cli
+            .transaction_max_timeout_ms
+            .or(file.transaction_max_timeout_ms)
+            .unwrap_or(d.max_timeout_ms),
+        abort_check_interval_ms: cli
+            .transaction_abort_timed_out_transaction_cleanup_interval_ms
+            .or(file.transaction_abort_timed_out_transaction_cleanup_interval_ms)
+            .unwrap_or(d.abort_check_interval_ms),
+        id_expiration_ms: cli
+            .transactional_id_expiration_ms
+            .or(file.transactional_id_expiration_ms)
+            .unwrap_or(d.id_expiration_ms),
     }
 }
 

@@ -91,13 +91,17 @@ pub async fn run(
             groups: config.groups.clone(),
             offsets_topic_partitions: config.offsets_topic_partitions,
             offsets_compaction_records_min: config.offsets_compaction_records,
+            transactions: config.transactions.clone(),
+            transaction_state_partitions: config.transaction_state_partitions,
             ..BrokerConfig::default()
         },
         engine.clone(),
         meta,
     );
-    // Group state is loaded before clients come, so sessions and expiry run from the start.
+    // Coordinator state is loaded before clients come, so sessions, expiry and transaction
+    // timeouts run from the start, and markers owed from before the restart are written.
     broker.groups.start_if_present(&broker).await;
+    broker.txns.start_if_present(&broker).await;
 
     let (stop, stopped) = watch::channel(false);
     let background = vec![

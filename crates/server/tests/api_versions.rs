@@ -86,6 +86,16 @@ const TESTED_IN_GROUPS_FILE: &[ApiKey] = &[
 
 /// The producer APIs, tested in `api_versions_producers.rs`.
 const TESTED_IN_PRODUCERS_FILE: &[ApiKey] = &[ApiKey::InitProducerId];
+/// APIs whose every advertised version is exercised in `api_versions_transactions.rs`.
+const TESTED_IN_TRANSACTIONS_FILE: &[ApiKey] = &[
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::TxnOffsetCommit,
+    ApiKey::EndTxn,
+    ApiKey::WriteTxnMarkers,
+    ApiKey::DescribeTransactions,
+    ApiKey::ListTransactions,
+];
 
 /// Kafka's `ConfigSource` values.
 const SOURCE_TOPIC: i8 = 1;
@@ -188,8 +198,9 @@ async fn api_versions() {
         assert!(
             TESTED.contains(&api)
                 || TESTED_IN_GROUPS_FILE.contains(&api)
-                || TESTED_IN_PRODUCERS_FILE.contains(&api),
-            "{api:?} is advertised but has no wire test in this file, api_versions_groups.rs or api_versions_producers.rs"
+                || TESTED_IN_PRODUCERS_FILE.contains(&api)
+                || TESTED_IN_TRANSACTIONS_FILE.contains(&api),
+            "{api:?} is advertised but has no wire test in this file or api_versions_{{groups,producers,transactions}}.rs"
         );
         let codec = api.valid_versions();
         assert!(

@@ -1,120 +1,92 @@
-//! The group coordinator's runtime: the internal `__consumer_offsets` topic (made on first
-//! use, partitioned by group as in Kafka) and one shard task per partition this node leads.
+//! The group coordinator's runtime: the internal `__consumer_offsets` topic, partitioned by
+//! group as in Kafka, with one shard task per partition, and the JoinGroup/SyncGroup replies
+//! that a shard sends later than the call that asked.
 
-pub mod log;
-pub mod shard;
-
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
-use strata_coordinator::partitioner::partition_for;
-use strata_coordinator::GroupConfig;
-use tokio::sync::OnceCell;
+use parking_lot::Mutex;
+use strata_coordinator::group::Deferred;
+use strata_coordinator::{Effects, GroupConfig, GroupShard, ReplyId, TopicLookup};
+use tokio::sync::oneshot;
 
-pub use shard::ShardHandle;
-use shard::ShardSettings;
-
-use crate::{topics, Broker};
+use crate::coordinator_runtime::{Coordinator, OutputSink, ShardHandle, ShardSettings};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+pub type GroupShardHandle = ShardHandle<GroupShard>;
+
 pub struct GroupCoordinator {
-    settings: Arc<ShardSettings>,
-    /// `offsets.topic.num.partitions`, used when the topic is made.
-    partitions: i32,
-    shards: OnceCell<Vec<ShardHandle>>,
+    inner: Coordinator<GroupShard>,
+    replies: Arc<DeferredReplies>,
 }
 
 impl GroupCoordinator {
     pub fn new(config: GroupConfig, partitions: i32, compaction_records_min: usize) -> Self {
-        assert!(partitions > 0);
-        GroupCoordinator {
-            settings: Arc::new(ShardSettings {
-                config,
-                compaction_records_min,
-            }),
-            partitions,
-            shards: OnceCell::new(),
-        }
-    }
-
-    /// The shard tasks, started (and the topic made) on first use.
-    pub async fn shards(&self, broker: &Broker) -> Result<&[ShardHandle], i16> {
-        self.shards
-            .get_or_try_init(|| self.start(broker))
-            .await
-            .map(Vec::as_slice)
-    }
-
-    /// The shard that holds `group`.
-    pub async fn shard_for(&self, broker: &Broker, group: &str) -> Result<ShardHandle, i16> {
-        let shards = self.shards(broker).await?;
-        Ok(shards[partition_for(group, shards.len() as i32) as usize].clone())
-    }
-
-    /// The `__consumer_offsets` partition of `group`, once the topic exists.
-    pub async fn partition_of(&self, broker: &Broker, group: &str) -> Result<i32, i16> {
-        let shards = self.shards(broker).await?;
-        Ok(partition_for(group, shards.len() as i32))
-    }
-
-    /// Starts the shards now if the topic already exists (after a restart), so that sessions
-    /// and offset expiry run without waiting for a client.
-    pub async fn start_if_present(&self, broker: &Broker) {
-        let present = broker
-            .meta
-            .image()
-            .read()
-            .topic_by_name(OFFSETS_TOPIC)
-            .is_some();
-        if present {
-            if let Err(code) = self.shards(broker).await {
-                tracing::warn!(code, "group coordinator did not start");
-            }
-        }
-    }
-
-    async fn start(&self, broker: &Broker) -> Result<Vec<ShardHandle>, i16> {
-        let exists = broker
-            .meta
-            .image()
-            .read()
-            .topic_by_name(OFFSETS_TOPIC)
-            .is_some();
-        if !exists {
-            let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-            match topics::create(broker, OFFSETS_TOPIC, self.partitions, configs, false).await {
-                Ok(_) => {}
-                Err((code, _)) if code == ResponseError::TopicAlreadyExists.code() => {}
-                Err((code, message)) => {
-                    tracing::warn!(code, message, "could not make {OFFSETS_TOPIC}");
-                    return Err(ResponseError::CoordinatorNotAvailable.code());
-                }
-            }
-        }
-        let streams: Vec<(i32, u64)> = {
-            let image = broker.meta.image().read();
-            let topic = image
-                .topic_by_name(OFFSETS_TOPIC)
-                .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
-            topic
-                .partitions
-                .values()
-                .map(|p| (p.partition, p.stream_id))
-                .collect()
+        let replies = Arc::new(DeferredReplies::default());
+        let settings = ShardSettings {
+            topic: OFFSETS_TOPIC,
+            new_shard: Box::new(move || GroupShard::new(config.clone())),
+            sink: replies.clone(),
+            compaction_records_min,
         };
-        Ok(streams
-            .into_iter()
-            .map(|(partition, stream_id)| {
-                shard::spawn(
-                    broker.engine.clone(),
-                    broker.meta.clone(),
-                    partition,
-                    stream_id,
-                    self.settings.clone(),
-                )
-            })
-            .collect())
+        GroupCoordinator {
+            inner: Coordinator::new(settings, partitions),
+            replies,
+        }
+    }
+
+    /// Runs `f` on `shard` with a reply id the shard may answer later (JoinGroup, SyncGroup).
+    pub async fn call_deferred(
+        &self,
+        shard: &GroupShardHandle,
+        f: impl FnOnce(&mut GroupShard, u64, ReplyId, &dyn TopicLookup) -> Effects + Send + 'static,
+    ) -> Result<Deferred, i16> {
+        let (id, rx) = self.replies.register();
+        shard
+            .call(move |s, now_ms, topics| ((), f(s, now_ms, id, topics)))
+            .await?;
+        rx.await
+            .map_err(|_| ResponseError::CoordinatorNotAvailable.code())
+    }
+}
+
+impl Deref for GroupCoordinator {
+    type Target = Coordinator<GroupShard>;
+
+    fn deref(&self) -> &Coordinator<GroupShard> {
+        &self.inner
+    }
+}
+
+/// Callers waiting for a deferred reply, by reply id.
+#[derive(Default)]
+struct DeferredReplies {
+    next: AtomicU64,
+    waiting: Mutex<HashMap<ReplyId, oneshot::Sender<Deferred>>>,
+}
+
+impl DeferredReplies {
+    fn register(&self) -> (ReplyId, oneshot::Receiver<Deferred>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().insert(id, tx);
+        (id, rx)
+    }
+}
+
+impl OutputSink<(ReplyId, Deferred)> for DeferredReplies {
+    fn deliver(&self, (id, reply): (ReplyId, Deferred)) {
+        if let Some(tx) = self.waiting.lock().remove(&id) {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Dropping the senders answers their callers with COORDINATOR_NOT_AVAILABLE.
+    fn reset(&self) {
+        self.waiting.lock().clear();
     }
 }

@@ -1,15 +1,19 @@
 //! Fetch: whole batches from each partition's stream, long-polling until `min_bytes` have
 //! arrived or `max_wait_ms` has passed, within `max_bytes` and each partition's limit. Supports
-//! incremental fetch sessions (KIP-227).
+//! incremental fetch sessions (KIP-227). A read_committed fetch stops at the last stable
+//! offset and lists the aborted transactions in what it returns, for the client to drop.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::future::select_all;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use strata_protocol::batch::stored_batches;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -138,7 +142,8 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
             broker.engine.stream(p.stream_id).map(|s| s.subscribe())
         })
         .collect();
-    let mut results = read_all(broker, &wanted, max_bytes).await;
+    let committed = request.isolation_level == READ_COMMITTED;
+    let mut results = read_all(broker, &wanted, max_bytes, committed).await;
     loop {
         let total: usize = results.iter().map(|r| r.bytes).sum();
         let any_error = results.iter().any(|r| r.data.error_code != 0);
@@ -156,7 +161,7 @@ pub async fn handle(broker: &Broker, version: i16, request: FetchRequest) -> Fet
         for w in waits.iter_mut() {
             w.borrow_and_update();
         }
-        results = read_all(broker, &wanted, max_bytes).await;
+        results = read_all(broker, &wanted, max_bytes, committed).await;
     }
 
     if session_id != 0 {
@@ -207,24 +212,36 @@ struct PartitionResult {
     changed: bool,
 }
 
-async fn read_all(broker: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartitionResult> {
+const READ_COMMITTED: i8 = 1;
+
+async fn read_all(
+    broker: &Broker,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    committed: bool,
+) -> Vec<PartitionResult> {
     let mut left = max_bytes;
     let mut out = Vec::with_capacity(wanted.len());
     for w in wanted {
-        let r = read_partition(broker, w, left).await;
+        let r = read_partition(broker, w, left, committed).await;
         left = left.saturating_sub(r.bytes);
         out.push(r);
     }
     out
 }
 
-async fn read_partition(broker: &Broker, w: &Wanted, bytes_left: usize) -> PartitionResult {
+async fn read_partition(
+    broker: &Broker,
+    w: &Wanted,
+    bytes_left: usize,
+    committed: bool,
+) -> PartitionResult {
     let data = PartitionData::default()
         .with_partition_index(w.partition)
         .with_high_watermark(-1)
         .with_last_stable_offset(-1)
         .with_log_start_offset(-1)
-        .with_aborted_transactions(Some(Vec::new()));
+        .with_aborted_transactions(committed.then(Vec::new));
     let error = |code: i16| PartitionResult {
         data: data.clone().with_error_code(code),
         bytes: 0,
@@ -256,15 +273,46 @@ async fn read_partition(broker: &Broker, w: &Wanted, bytes_left: usize) -> Parti
             .await
     };
     match result {
-        Ok(read) => {
+        Ok(mut read) => {
+            let stable = broker
+                .producers
+                .stable_view(
+                    &broker.engine,
+                    target.stream_id,
+                    read.durable_end,
+                    committed,
+                    w.fetch_offset,
+                )
+                .await;
+            let (lso, aborted) = match stable {
+                Ok(v) => v,
+                Err(e) => return error(errors::storage(&e)),
+            };
+            let mut aborted_out = None;
+            if committed {
+                read.bytes = cut_at(&mut read.batches, lso);
+                let end = last_offset(&read.batches).map_or(w.fetch_offset, |l| l + 1);
+                aborted_out = Some(
+                    aborted
+                        .into_iter()
+                        .filter(|a| a.first_offset < end)
+                        .map(|a| {
+                            AbortedTransaction::default()
+                                .with_producer_id(a.producer_id.into())
+                                .with_first_offset(a.first_offset)
+                        })
+                        .collect(),
+                );
+            }
             let records = concat(&read.batches);
             PartitionResult {
                 bytes: read.bytes,
                 changed: true,
                 data: data
                     .with_high_watermark(read.durable_end)
-                    .with_last_stable_offset(read.durable_end)
+                    .with_last_stable_offset(lso)
                     .with_log_start_offset(read.start_offset)
+                    .with_aborted_transactions(aborted_out)
                     .with_records(Some(records)),
             }
         }
@@ -279,6 +327,31 @@ async fn read_partition(broker: &Broker, w: &Wanted, bytes_left: usize) -> Parti
             r
         }
     }
+}
+
+/// Drops every batch at or past `end_offset` (whole batches only); returns the bytes left.
+fn cut_at(chunks: &mut Vec<Bytes>, end_offset: i64) -> usize {
+    let mut kept = Vec::with_capacity(chunks.len());
+    'chunks: for chunk in chunks.drain(..) {
+        for (h, range) in stored_batches(&chunk) {
+            if h.base_offset >= end_offset {
+                if range.start > 0 {
+                    kept.push(chunk.slice(..range.start));
+                }
+                break 'chunks;
+            }
+        }
+        kept.push(chunk);
+    }
+    *chunks = kept;
+    chunks.iter().map(|c| c.len()).sum()
+}
+
+/// The last offset of the last batch read.
+fn last_offset(chunks: &[Bytes]) -> Option<i64> {
+    stored_batches(chunks.last()?)
+        .last()
+        .map(|(h, _)| h.last_offset())
 }
 
 fn concat(batches: &[Bytes]) -> Bytes {

@@ -1,5 +1,5 @@
-//! FindCoordinator: which broker coordinates a group — the leader of the group's
-//! `__consumer_offsets` partition. Transactional ids have no coordinator yet.
+//! FindCoordinator: which broker coordinates a group or a transactional id — the leader of
+//! its partition of `__consumer_offsets` or `__transaction_state`.
 
 use std::sync::Arc;
 
@@ -9,9 +9,11 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 
 use crate::groups::OFFSETS_TOPIC;
+use crate::transactions::TRANSACTION_STATE_TOPIC;
 use crate::Broker;
 
 const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -51,27 +53,29 @@ async fn find(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
             .with_error_code(e.code())
             .with_error_message(Some(message.to_string().into()))
     };
-    if key_type != GROUP_KEY {
+    if key.is_empty() {
+        return fail(ResponseError::InvalidRequest, "the key is empty");
+    }
+    let located = match key_type {
+        GROUP_KEY => (
+            OFFSETS_TOPIC,
+            broker.groups.partition_of(broker, &key).await,
+        ),
+        TRANSACTION_KEY => (
+            TRANSACTION_STATE_TOPIC,
+            broker.txns.partition_of(broker, &key).await,
+        ),
+        _ => return fail(ResponseError::InvalidRequest, "unknown key type"),
+    };
+    let (topic, Ok(partition)) = located else {
         return fail(
             ResponseError::CoordinatorNotAvailable,
-            "only group coordinators are served",
+            "the coordinator is starting",
         );
-    }
-    if key.is_empty() {
-        return fail(ResponseError::InvalidRequest, "the group id is empty");
-    }
-    let partition = match broker.groups.partition_of(broker, &key).await {
-        Ok(p) => p,
-        Err(_) => {
-            return fail(
-                ResponseError::CoordinatorNotAvailable,
-                "the group coordinator is starting",
-            )
-        }
     };
     let image = broker.meta.image().read();
     let leader = image
-        .partition(OFFSETS_TOPIC, partition)
+        .partition(topic, partition)
         .and_then(|p| image.brokers.get(&p.leader));
     match leader {
         Some(b) => Coordinator::default()
@@ -81,7 +85,7 @@ async fn find(broker: &Broker, key_type: i8, key: StrBytes) -> Coordinator {
             .with_port(b.port),
         None => fail(
             ResponseError::CoordinatorNotAvailable,
-            "the group's partition has no leader",
+            "the coordinator's partition has no leader",
         ),
     }
 }

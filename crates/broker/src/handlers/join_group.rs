@@ -21,8 +21,9 @@ pub async fn handle(
         Ok(s) => s,
         Err(e) => return join_error(version, &member_id, e),
     };
-    let result = shard
-        .call_deferred(move |shard, now_ms, reply, topics| {
+    let result = broker
+        .groups
+        .call_deferred(&shard, move |shard, now_ms, reply, topics| {
             let joiner = Joiner {
                 client_id: &client.id,
                 client_host: &client.host,

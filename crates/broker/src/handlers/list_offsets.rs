@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4), latest
-//! tiered (-5), or the first offset at or after a timestamp.
+//! tiered (-5), or the first offset at or after a timestamp. Under read_committed, latest is
+//! the last stable offset.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -38,6 +39,7 @@ pub async fn handle(
                     p.partition_index,
                     p.current_leader_epoch,
                     p.timestamp,
+                    request.isolation_level == 1,
                 )
                 .await
                 {
@@ -69,6 +71,7 @@ async fn lookup(
     partition: i32,
     current_epoch: i32,
     timestamp: i64,
+    committed: bool,
 ) -> Result<(i64, i64, i32), i16> {
     let target = topics::partition(&broker.meta.image().read(), topic, partition)?;
     topics::check_leader_epoch(current_epoch, target.leader_epoch)?;
@@ -78,6 +81,20 @@ async fn lookup(
         .map_err(|e| errors::storage(&e))?;
     let epoch = target.leader_epoch;
     match timestamp {
+        LATEST if committed => {
+            let (lso, _) = broker
+                .producers
+                .stable_view(
+                    &broker.engine,
+                    target.stream_id,
+                    offsets.durable_end,
+                    true,
+                    i64::MAX,
+                )
+                .await
+                .map_err(|e| errors::storage(&e))?;
+            Ok((lso, -1, epoch))
+        }
         LATEST => Ok((offsets.durable_end, -1, epoch)),
         EARLIEST | EARLIEST_LOCAL => Ok((offsets.start_offset, -1, epoch)),
         LATEST_TIERED if version >= 9 => Ok((offsets.committed_end, -1, epoch)),

@@ -35,7 +35,8 @@ pub async fn handle(
                         .map(|m| (m.to_string(), g.member_epoch))
                 })
                 .flatten();
-            let (error, topics) = fetch(broker, &g.group_id, member, wanted).await;
+            let (error, topics) =
+                fetch(broker, &g.group_id, member, wanted, req.require_stable).await;
             groups.push(
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id.clone())
@@ -54,6 +55,7 @@ pub async fn handle(
                                                     .with_committed_offset(c.offset)
                                                     .with_committed_leader_epoch(c.leader_epoch)
                                                     .with_metadata(Some(c.metadata.into()))
+                                                    .with_error_code(c.error)
                                             })
                                             .collect(),
                                     )
@@ -69,7 +71,8 @@ pub async fn handle(
             .map(|t| (t.name.to_string(), t.partition_indexes.clone()))
             .collect()
     });
-    let (error, topics) = fetch(broker, &req.group_id, None, wanted.clone()).await;
+    let require_stable = version >= 7 && req.require_stable;
+    let (error, topics) = fetch(broker, &req.group_id, None, wanted.clone(), require_stable).await;
     // Before v2 there is no group-level error: it goes on every partition.
     let topics = if error != 0 && version < 2 {
         wanted
@@ -94,7 +97,11 @@ pub async fn handle(
                                     .with_partition_index(c.partition)
                                     .with_committed_offset(c.offset)
                                     .with_metadata(Some(c.metadata.into()))
-                                    .with_error_code(partition_error);
+                                    .with_error_code(if c.error != 0 {
+                                        c.error
+                                    } else {
+                                        partition_error
+                                    });
                                 if version >= 5 {
                                     p.committed_leader_epoch = c.leader_epoch;
                                 }
@@ -117,6 +124,7 @@ async fn fetch(
     group: &str,
     member: Option<(String, i32)>,
     wanted: Wanted,
+    require_stable: bool,
 ) -> (i16, Vec<(String, Vec<Committed>)>) {
     let shard = match broker.groups.shard_for(broker, group).await {
         Ok(s) => s,
@@ -130,7 +138,8 @@ async fn fetch(
                     return ((e, Vec::new()), Effects::default());
                 }
             }
-            ((0, shard.offset_fetch(&group, wanted)), Effects::default())
+            let offsets = shard.offset_fetch(&group, wanted, require_stable);
+            ((0, offsets), Effects::default())
         })
         .await;
     result.unwrap_or_else(|e| (e, Vec::new()))

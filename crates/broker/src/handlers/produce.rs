@@ -55,6 +55,7 @@ pub async fn sequence(
     request: ProduceRequest,
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = request.acks;
+    let transactional_id = request.transactional_id.as_ref().map(|t| t.to_string());
     // Backpressure applies before anything is sequenced, so order never depends on it.
     let room = if matches!(acks, -1..=1) {
         broker
@@ -87,9 +88,11 @@ pub async fn sequence(
             let sequenced = match (&name, &room) {
                 (None, _) => refused((ResponseError::UnknownTopicId.code(), None)),
                 (_, Err(e)) => refused(e.clone()),
-                (Some(name), Ok(())) => sequence_partition(broker, name, p.index, p.records)
-                    .await
-                    .unwrap_or_else(refused),
+                (Some(name), Ok(())) => {
+                    sequence_partition(broker, name, p.index, p.records, &transactional_id)
+                        .await
+                        .unwrap_or_else(refused)
+                }
             };
             partitions.push(sequenced);
         }
@@ -119,12 +122,15 @@ pub async fn sequence(
 }
 
 /// Validates one partition's batches and sequences them into its stream. Batches of idempotent
-/// producers are checked against the partition's producer state first, under its lock.
+/// producers are checked against the partition's producer state first, under its lock; the
+/// first transactional batch of a transaction on the partition is verified with the
+/// transaction coordinator (KIP-890) under the same lock, so no marker can slip in between.
 async fn sequence_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
+    transactional_id: &Option<String>,
 ) -> Result<Sequenced, PartitionError> {
     let (target, batch_bytes_max, append_time) = {
         let image = broker.meta.image().read();
@@ -144,6 +150,12 @@ async fn sequence_partition(
     ))?;
     let batches = validate_batches(&records, batch_bytes_max)
         .map_err(|e| (errors::batch(&e), Some(e.to_string())))?;
+    if batches.iter().any(|(h, _)| h.is_control()) {
+        return Err((
+            ResponseError::InvalidRecord.code(),
+            Some("clients may not write control records".into()),
+        ));
+    }
     let append_time_ms = append_time.then(now_ms);
     let mut producers = None;
     if batches.iter().any(|(h, _)| h.producer_id >= 0) {
@@ -171,6 +183,11 @@ async fn sequence_partition(
                 }),
                 append_time_ms: append_time_ms.unwrap_or(-1),
             });
+        }
+        if let Some((h, _)) = batches.iter().find(|(h, _)| h.is_transactional()) {
+            if !states.in_transaction(h.producer_id, h.producer_epoch) {
+                verify(broker, transactional_id, topic, partition, h).await?;
+            }
         }
         producers = Some(guard);
     }
@@ -202,6 +219,52 @@ async fn sequence_partition(
         appended: Ok(Outcome::Appended(appended)),
         append_time_ms: append_time_ms.unwrap_or(-1),
     })
+}
+
+/// Asks the transaction coordinator whether the producer added this partition to its open
+/// transaction, answering with the produce errors Kafka gives clients.
+async fn verify(
+    broker: &Broker,
+    transactional_id: &Option<String>,
+    topic: &str,
+    partition: i32,
+    h: &BatchHeader,
+) -> Result<(), PartitionError> {
+    let not_added = || {
+        (
+            ResponseError::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction".into()),
+        )
+    };
+    let retriable = |why: String| {
+        (
+            ResponseError::NotEnoughReplicas.code(),
+            Some(format!(
+                "Unable to verify the partition has been added to the transaction: {why}"
+            )),
+        )
+    };
+    let Some(id) = transactional_id.clone() else {
+        return Err(not_added());
+    };
+    let shard = broker
+        .txns
+        .shard_for(broker, &id)
+        .await
+        .map_err(|code| retriable(format!("error {code}")))?;
+    let (pid, epoch) = (h.producer_id, h.producer_epoch);
+    let asked = [(topic.to_string(), partition)];
+    match shard.read(move |s| s.verify(&id, pid, epoch, &asked)).await {
+        Ok(Ok(missing)) if missing.is_empty() => Ok(()),
+        Ok(Ok(_)) => Err(not_added()),
+        Ok(Err(ResponseError::ProducerFenced)) => Err((
+            ResponseError::InvalidProducerEpoch.code(),
+            Some("the producer was fenced".into()),
+        )),
+        Ok(Err(e @ ResponseError::ConcurrentTransactions)) => Err(retriable(format!("{e:?}"))),
+        Ok(Err(e)) => Err((e.code(), None)),
+        Err(code) => Err(retriable(format!("error {code}"))),
+    }
 }
 
 /// Waits for a partition's batches to be durable and answers for it.

@@ -17,8 +17,9 @@ pub async fn handle(
         Ok(s) => s,
         Err(e) => return sync_error(e),
     };
-    let result = shard
-        .call_deferred(move |shard, now_ms, reply, topics| {
+    let result = broker
+        .groups
+        .call_deferred(&shard, move |shard, now_ms, reply, topics| {
             shard.sync_group(now_ms, reply, version, &req, topics)
         })
         .await;

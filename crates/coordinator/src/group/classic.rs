@@ -357,7 +357,7 @@ impl GroupShard {
                 let result =
                     self.classic_join_to_consumer(now_ms, version, &joiner, req, topics, &mut fx);
                 match result {
-                    Ok(response) => fx.replies.push((reply, Deferred::Join(response))),
+                    Ok(response) => fx.outputs.push((reply, Deferred::Join(response))),
                     Err((id, e)) => refuse_join(&mut fx, waiter, &id, e.code()),
                 }
                 return fx;
@@ -444,7 +444,7 @@ impl GroupShard {
             {
                 // Nothing changed: the member only lost our reply; give it the generation again.
                 let response = g.join_response(member, version);
-                fx.replies.push((reply, Deferred::Join(response)));
+                fx.outputs.push((reply, Deferred::Join(response)));
                 self.timers.schedule(
                     session_key(&group_id, &member_id),
                     now_ms + member.session_timeout_ms.max(0) as u64,
@@ -544,7 +544,7 @@ impl GroupShard {
             refuse_join(fx, w, old_id, code(ResponseError::FencedInstanceId));
         }
         if let Some(w) = member.awaiting_sync.take() {
-            fx.replies.push((
+            fx.outputs.push((
                 w.reply,
                 Deferred::Sync(sync_error(code(ResponseError::FencedInstanceId))),
             ));
@@ -576,7 +576,7 @@ impl GroupShard {
             response.skip_assignment = is_leader;
             g.members.insert(new_id.clone(), member);
             g.checkpoint(fx);
-            fx.replies.push((waiter.reply, Deferred::Join(response)));
+            fx.outputs.push((waiter.reply, Deferred::Join(response)));
             let session = req.session_timeout_ms.max(0) as u64;
             self.timers
                 .schedule(session_key(group_id, &new_id), now_ms + session);
@@ -628,7 +628,7 @@ impl GroupShard {
             // Members waiting on SyncGroup for a generation that will not be are told so.
             for m in g.members.values_mut() {
                 if let Some(w) = m.awaiting_sync.take() {
-                    fx.replies.push((
+                    fx.outputs.push((
                         w.reply,
                         Deferred::Sync(sync_error(code(ResponseError::RebalanceInProgress))),
                     ));
@@ -734,7 +734,7 @@ impl GroupShard {
             let member = g.members.get(&id).expect("listed");
             let w = member.awaiting_join.expect("all rejoined");
             let response = g.join_response(member, w.version);
-            fx.replies.push((w.reply, Deferred::Join(response)));
+            fx.outputs.push((w.reply, Deferred::Join(response)));
             let m = g.members.get_mut(&id).expect("listed");
             m.awaiting_join = None;
             sessions.push((id, m.session_timeout_ms.max(0) as u64));
@@ -765,7 +765,7 @@ impl GroupShard {
         let member_id = req.member_id.to_string();
         let instance_id = req.group_instance_id.as_ref().map(|s| s.to_string());
         let fail = |fx: &mut Effects, e: ResponseError| {
-            fx.replies
+            fx.outputs
                 .push((reply, Deferred::Sync(sync_error(code(e)))));
         };
         if group_id.is_empty() {
@@ -774,7 +774,7 @@ impl GroupShard {
         }
         if let Some(Group::Consumer(_)) = self.groups.get(&group_id) {
             match self.classic_sync_to_consumer(now_ms, version, req, topics) {
-                Ok(response) => fx.replies.push((reply, Deferred::Sync(response))),
+                Ok(response) => fx.outputs.push((reply, Deferred::Sync(response))),
                 Err(e) => fail(&mut fx, e),
             }
             return fx;
@@ -813,7 +813,7 @@ impl GroupShard {
             ClassicState::PreparingRebalance => fail(&mut fx, ResponseError::RebalanceInProgress),
             ClassicState::Stable => {
                 let response = g.sync_response(member.assignment.clone(), version);
-                fx.replies.push((reply, Deferred::Sync(response)));
+                fx.outputs.push((reply, Deferred::Sync(response)));
                 // A follower that syncs after the leader has done its part of this generation.
                 g.pending_sync.remove(&member_id);
                 if g.pending_sync.is_empty() {
@@ -825,7 +825,7 @@ impl GroupShard {
             ClassicState::CompletingRebalance => {
                 let m = g.members.get_mut(&member_id).expect("checked");
                 if let Some(old) = m.awaiting_sync.replace(Waiter { reply, version }) {
-                    fx.replies.push((
+                    fx.outputs.push((
                         old.reply,
                         Deferred::Sync(sync_error(code(ResponseError::RebalanceInProgress))),
                     ));
@@ -850,7 +850,7 @@ impl GroupShard {
                         .collect();
                     for (w, assignment) in waiting {
                         let response = g.sync_response(assignment, w.version);
-                        fx.replies.push((w.reply, Deferred::Sync(response)));
+                        fx.outputs.push((w.reply, Deferred::Sync(response)));
                     }
                     if g.pending_sync.is_empty() {
                         self.timers.cancel(&TimerKey::Sync {
@@ -1083,7 +1083,7 @@ pub(super) fn request_protocols(req: &JoinGroupRequest) -> Vec<(String, Bytes)> 
 
 /// Answers a JoinGroup with an error.
 pub(super) fn refuse_join(fx: &mut Effects, waiter: Waiter, member_id: &str, error: i16) {
-    fx.replies.push((
+    fx.outputs.push((
         waiter.reply,
         Deferred::Join(join_error(waiter.version, member_id, error)),
     ));
@@ -1150,7 +1150,7 @@ fn remove_member(g: &mut ClassicGroup, member_id: &str, fx: &mut Effects) {
         refuse_join(fx, w, member_id, code(ResponseError::UnknownMemberId));
     }
     if let Some(w) = m.awaiting_sync {
-        fx.replies.push((
+        fx.outputs.push((
             w.reply,
             Deferred::Sync(sync_error(code(ResponseError::UnknownMemberId))),
         ));

@@ -83,7 +83,7 @@ impl GroupShard {
             }
             if let Some(w) = m.awaiting_sync.take() {
                 let reply = sync_error(ResponseError::RebalanceInProgress.code());
-                fx.replies.push((w.reply, Deferred::Sync(reply)));
+                fx.outputs.push((w.reply, Deferred::Sync(reply)));
             }
         }
         self.timers.cancel_group(group_id);

@@ -6,7 +6,7 @@
 //!    handler that writes records replays them itself before returning them.
 //! 2. Classic groups also change in memory while they rebalance; their record is a checkpoint
 //!    written when a rebalance completes, replayed only when the shard is loaded.
-//! 3. Every reply in [`Effects::replies`] may be sent only once every record in
+//! 3. Every reply in [`Effects::outputs`] may be sent only once every record in
 //!    [`Effects::records`] of that call and of every earlier call is durable.
 //! 4. The shard never reads a clock or does I/O; time comes in as `now_ms`.
 
@@ -20,6 +20,7 @@ pub mod mixed;
 pub mod offsets;
 pub mod records;
 pub mod timers;
+pub mod txn_offsets;
 
 #[cfg(test)]
 mod migration_tests;
@@ -30,6 +31,9 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{JoinGroupResponse, SyncGroupResponse};
 use uuid::Uuid;
+
+use crate::shard::CoordinatorShard;
+pub use crate::shard::TopicLookup;
 
 use classic::ClassicGroup;
 use consumer::ConsumerGroup;
@@ -128,14 +132,6 @@ impl Default for GroupConfig {
     }
 }
 
-/// What the shard may know of topics: their ids and partition counts.
-pub trait TopicLookup {
-    fn by_name(&self, name: &str) -> Option<(Uuid, i32)>;
-    fn by_id(&self, id: Uuid) -> Option<(String, i32)>;
-    /// Every topic's name, for regular-expression subscriptions.
-    fn names(&self) -> Vec<String>;
-}
-
 /// Names a request whose reply the shard may send later (JoinGroup, SyncGroup).
 pub type ReplyId = u64;
 
@@ -145,12 +141,9 @@ pub enum Deferred {
     Sync(SyncGroupResponse),
 }
 
-/// What a call asks of the runtime: records to append, then replies to send once durable.
-#[derive(Debug, Default)]
-pub struct Effects {
-    pub records: Vec<GroupRecord>,
-    pub replies: Vec<(ReplyId, Deferred)>,
-}
+/// What a group call asks of the runtime: records to append, then deferred replies to send
+/// once durable.
+pub type Effects = crate::shard::Effects<GroupRecord, (ReplyId, Deferred)>;
 
 pub enum Group {
     Classic(ClassicGroup),
@@ -178,6 +171,8 @@ pub struct GroupShard {
     pub(crate) groups: BTreeMap<String, Group>,
     /// Committed offsets by group, then by (topic, partition).
     pub(crate) offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
+    /// Offsets committed in open transactions, by producer id.
+    pub(crate) pending: txn_offsets::Pending,
     pub(crate) timers: Timers,
     pub(crate) new_id: Box<dyn FnMut() -> Uuid + Send>,
 }
@@ -193,6 +188,7 @@ impl GroupShard {
             config,
             groups: BTreeMap::new(),
             offsets: BTreeMap::new(),
+            pending: BTreeMap::new(),
             timers: Timers::default(),
             new_id,
         }
@@ -230,6 +226,7 @@ impl GroupShard {
                     }
                 }
             }
+            (RecordKey::PendingOffset { .. }, value) => self.replay_pending(&record.key, value),
             (RecordKey::ClassicGroup { .. }, Some(RecordValue::ClassicGroup(v))) => {
                 self.groups
                     .insert(group.clone(), Group::Classic(ClassicGroup::load(&group, v)));
@@ -329,6 +326,7 @@ impl GroupShard {
                 Group::Consumer(g) => out.extend(g.records(id)),
             }
         }
+        out.extend(self.pending_records());
         for (group, offsets) in &self.offsets {
             for ((topic, partition), v) in offsets {
                 out.push(GroupRecord::put(
@@ -347,6 +345,7 @@ impl GroupShard {
     /// How many records [`GroupShard::snapshot`] would write.
     pub fn live_records(&self) -> usize {
         self.offsets.values().map(|o| o.len()).sum::<usize>()
+            + self.pending.values().map(|p| p.len()).sum::<usize>()
             + self
                 .groups
                 .values()
@@ -367,5 +366,35 @@ impl GroupShard {
 
     pub fn group(&self, id: &str) -> Option<&Group> {
         self.groups.get(id)
+    }
+}
+
+impl CoordinatorShard for GroupShard {
+    type Record = GroupRecord;
+    type Output = (ReplyId, Deferred);
+
+    fn replay(&mut self, record: &GroupRecord) {
+        GroupShard::replay(self, record)
+    }
+
+    fn loaded(&mut self, now_ms: u64) -> Vec<(ReplyId, Deferred)> {
+        GroupShard::loaded(self, now_ms);
+        Vec::new()
+    }
+
+    fn next_deadline_ms(&self) -> Option<u64> {
+        GroupShard::next_deadline_ms(self)
+    }
+
+    fn tick(&mut self, now_ms: u64, topics: &dyn TopicLookup) -> Effects {
+        GroupShard::tick(self, now_ms, topics)
+    }
+
+    fn snapshot(&self) -> Vec<GroupRecord> {
+        GroupShard::snapshot(self)
+    }
+
+    fn live_records(&self) -> usize {
+        GroupShard::live_records(self)
     }
 }

@@ -31,6 +31,9 @@ pub struct Committed {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: String,
+    /// UNSTABLE_OFFSET_COMMIT while a transaction holds an offset for it and the fetch asked
+    /// for stable offsets; 0 otherwise.
+    pub error: i16,
 }
 
 impl Committed {
@@ -41,6 +44,7 @@ impl Committed {
             offset: -1,
             leader_epoch: -1,
             metadata: String::new(),
+            error: 0,
         }
     }
 }
@@ -106,7 +110,7 @@ impl GroupShard {
 
     /// Kafka's checks of who may commit for a group; makes a simple group for commits from
     /// outside group management.
-    fn validate_commit(
+    pub(crate) fn validate_commit(
         &mut self,
         now_ms: u64,
         version: i16,
@@ -190,7 +194,31 @@ impl GroupShard {
     }
 
     /// Committed offsets of `group`: of the named partitions (-1 where none), or all of them.
+    /// With `require_stable`, partitions with an offset pending in a transaction get
+    /// UNSTABLE_OFFSET_COMMIT instead, for the client to retry.
     pub fn offset_fetch(
+        &self,
+        group: &str,
+        wanted: Option<Vec<(String, Vec<i32>)>>,
+        require_stable: bool,
+    ) -> Vec<(String, Vec<Committed>)> {
+        let mut out = self.committed_offsets(group, wanted);
+        if require_stable {
+            for (topic, partitions) in &mut out {
+                for c in partitions.iter_mut() {
+                    if self.has_pending(group, topic, c.partition) {
+                        *c = Committed {
+                            error: ResponseError::UnstableOffsetCommit.code(),
+                            ..Committed::none(c.partition)
+                        };
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn committed_offsets(
         &self,
         group: &str,
         wanted: Option<Vec<(String, Vec<i32>)>>,
@@ -204,6 +232,7 @@ impl GroupShard {
                 offset: v.offset,
                 leader_epoch: v.leader_epoch,
                 metadata: v.metadata.clone().unwrap_or_default(),
+                error: 0,
             },
             None => Committed::none(partition),
         };

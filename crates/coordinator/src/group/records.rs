@@ -9,6 +9,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::shard::CoordinatorRecord;
+pub use crate::shard::DecodeError;
+
 pub const VERSION: u16 = 1;
 
 /// Partitions of topics, by topic id: how KIP-848 assignments are kept.
@@ -33,6 +36,13 @@ pub enum RecordKey {
     ConsumerTarget { group: String },
     /// A KIP-848 member's current assignment and epoch.
     ConsumerAssignment { group: String, member: String },
+    /// An offset committed inside a transaction, applied (or dropped) by its marker.
+    PendingOffset {
+        group: String,
+        topic: String,
+        partition: i32,
+        producer_id: i64,
+    },
 }
 
 impl RecordKey {
@@ -43,7 +53,8 @@ impl RecordKey {
             | RecordKey::ConsumerGroup { group }
             | RecordKey::ConsumerMember { group, .. }
             | RecordKey::ConsumerTarget { group }
-            | RecordKey::ConsumerAssignment { group, .. } => group,
+            | RecordKey::ConsumerAssignment { group, .. }
+            | RecordKey::PendingOffset { group, .. } => group,
         }
     }
 }
@@ -162,9 +173,6 @@ struct Versioned<T> {
     body: T,
 }
 
-#[derive(Debug)]
-pub struct DecodeError(pub String);
-
 impl GroupRecord {
     pub fn put(key: RecordKey, value: RecordValue) -> GroupRecord {
         GroupRecord {
@@ -234,6 +242,16 @@ mod b64 {
             .decode(s)
             .map(Bytes::from)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+impl CoordinatorRecord for GroupRecord {
+    fn encode(&self) -> (Bytes, Option<Bytes>) {
+        GroupRecord::encode(self)
+    }
+
+    fn decode(key: &[u8], value: Option<&[u8]>) -> Result<GroupRecord, DecodeError> {
+        GroupRecord::decode(key, value)
     }
 }
 

@@ -68,14 +68,14 @@ pub(super) fn join_req(member: &str, instance: Option<&str>) -> JoinGroupRequest
 }
 
 pub(super) fn joined(fx: &Effects, reply: ReplyId) -> Option<&JoinGroupResponse> {
-    fx.replies.iter().find_map(|(id, d)| match d {
+    fx.outputs.iter().find_map(|(id, d)| match d {
         Deferred::Join(r) if *id == reply => Some(r),
         _ => None,
     })
 }
 
 pub(super) fn synced(fx: &Effects, reply: ReplyId) -> Option<&SyncGroupResponse> {
-    fx.replies.iter().find_map(|(id, d)| match d {
+    fx.outputs.iter().find_map(|(id, d)| match d {
         Deferred::Sync(r) if *id == reply => Some(r),
         _ => None,
     })
@@ -223,7 +223,7 @@ fn expired_session_removes_member_and_rebalances() {
         g.tick(t, &Topics);
     }
     let fx = g.tick(13_000, &Topics);
-    assert!(fx.replies.is_empty());
+    assert!(fx.outputs.is_empty());
     assert_eq!(
         heartbeat(&mut g, 13_001, &a, 2),
         ResponseError::RebalanceInProgress.code()
@@ -242,7 +242,7 @@ fn initial_delay_gathers_members_before_the_first_rebalance() {
     assert!(joined(&fx, 21).is_none());
     // New members during the delay extend it once more.
     let fx = g.tick(3_000, &Topics);
-    assert!(fx.replies.is_empty());
+    assert!(fx.outputs.is_empty());
     let fx = g.tick(6_000, &Topics);
     let (r1, r2) = (joined(&fx, 11).unwrap(), joined(&fx, 21).unwrap());
     assert_eq!((r1.generation_id, r2.generation_id), (1, 1));
@@ -378,9 +378,12 @@ fn offsets_are_validated_committed_and_rebuilt_by_replay() {
         fresh.replay(&r);
     }
     for group in ["simple", "g"] {
-        assert_eq!(fresh.offset_fetch(group, None), g.offset_fetch(group, None));
+        assert_eq!(
+            fresh.offset_fetch(group, None, false),
+            g.offset_fetch(group, None, false)
+        );
     }
-    assert_eq!(fresh.offset_fetch("g", None)[0].1[0].offset, 7);
+    assert_eq!(fresh.offset_fetch("g", None, false)[0].1[0].offset, 7);
     match fresh.group("g") {
         Some(Group::Classic(c)) => {
             assert_eq!(c.generation, 1);
@@ -388,6 +391,75 @@ fn offsets_are_validated_committed_and_rebuilt_by_replay() {
         }
         _ => panic!("the classic group is rebuilt"),
     }
+}
+
+fn txn_commit(producer_id: i64, partition: i32, offset: i64) -> TxnOffsetCommitRequest {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    TxnOffsetCommitRequest::default()
+        .with_group_id(s("eos").into())
+        .with_producer_id(producer_id.into())
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(s("t").into())
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(partition)
+                .with_committed_offset(offset)])])
+}
+
+#[test]
+fn transactional_offsets_apply_only_when_their_transaction_commits() {
+    let mut g = shard(0);
+    let (r, _) = g.txn_offset_commit(1, &txn_commit(5, 0, 10), &Topics);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    g.txn_offset_commit(1, &txn_commit(6, 1, 20), &Topics);
+    let fetched = |g: &GroupShard, stable| {
+        g.offset_fetch("eos", Some(vec![("t".into(), vec![0, 1])]), stable)
+    };
+    // Pending: not visible, and a stable fetch is told to retry.
+    assert!(fetched(&g, false)[0]
+        .1
+        .iter()
+        .all(|c| c.offset == -1 && c.error == 0));
+    assert!(fetched(&g, true)[0]
+        .1
+        .iter()
+        .all(|c| c.error == ResponseError::UnstableOffsetCommit.code()));
+    let (r, _) = g.txn_offset_commit(1, &txn_commit(5, 9, 1), &Topics);
+    assert_eq!(
+        r.topics[0].partitions[0].error_code,
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+
+    let commit_fx = g.complete_txn(2, 5, true);
+    let abort_fx = g.complete_txn(2, 6, false);
+    assert_eq!(
+        commit_fx.records.len(),
+        2,
+        "a tombstone and the offset, in one batch"
+    );
+    assert_eq!(abort_fx.records.len(), 1, "a tombstone only");
+    let c = fetched(&g, true);
+    assert_eq!((c[0].1[0].offset, c[0].1[0].error), (10, 0));
+    assert_eq!((c[0].1[1].offset, c[0].1[1].error), (-1, 0));
+    assert!(
+        g.complete_txn(3, 5, true).records.is_empty(),
+        "a second marker changes nothing"
+    );
+
+    // Pending offsets survive a snapshot and replay.
+    g.txn_offset_commit(4, &txn_commit(7, 2, 30), &Topics);
+    let mut fresh = shard(0);
+    for r in g.snapshot() {
+        fresh.replay(&r);
+    }
+    assert!(fresh.has_pending("eos", "t", 2));
+    fresh.complete_txn(5, 7, true);
+    assert_eq!(
+        fresh.offset_fetch("eos", Some(vec![("t".into(), vec![2])]), true)[0].1[0].offset,
+        30
+    );
 }
 
 #[test]
@@ -400,7 +472,7 @@ fn empty_group_offsets_expire_after_retention() {
     let mut fx = Effects::default();
     g.expire_offsets(retention + 1, &mut fx);
     assert_eq!(fx.records.len(), 1, "a tombstone for the offset");
-    assert!(g.offset_fetch("simple", None).is_empty());
+    assert!(g.offset_fetch("simple", None, false).is_empty());
     assert!(g.group("simple").is_none(), "the empty group is gone");
 }
 

@@ -1,17 +1,15 @@
-//! One task per `__consumer_offsets` partition: it loads the partition by replaying its
-//! records, then runs requests and timers against the [`GroupShard`] one at a time, appends
-//! the records they produce to the partition's stream, and answers only once those records
-//! are durable. It also compacts the partition: it writes the live state again at the tail
-//! and trims everything before it.
+//! One task per coordinator partition: it loads the partition by replaying its records, then
+//! runs requests and timers against the shard one at a time, appends the records they produce
+//! to the partition's stream, and answers (and hands outputs on) only once those records are
+//! durable. It also compacts the partition: it writes the live state again at the tail and
+//! trims everything before it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::error::ResponseError;
-use strata_coordinator::group::records::GroupRecord;
-use strata_coordinator::group::Deferred;
-use strata_coordinator::{Effects, GroupConfig, GroupShard, ReplyId, TopicLookup};
+use strata_coordinator::shard::Effects;
+use strata_coordinator::{CoordinatorShard, TopicLookup};
 use strata_meta::image::MetadataImage;
 use strata_meta::StreamId;
 use strata_protocol::batch::BatchHeader;
@@ -28,41 +26,49 @@ const SNAPSHOT_BATCH_RECORDS_MAX: usize = 1_000;
 /// Requests queued per shard before callers wait.
 const QUEUE_DEPTH_MAX: usize = 1_024;
 
+/// Where a shard's outputs go once the records written with them are durable.
+pub trait OutputSink<O>: Send + Sync + 'static {
+    fn deliver(&self, output: O);
+    /// The shard was rebuilt from its log: outputs promised before are void.
+    fn reset(&self) {}
+}
+
+type Fx<S> = Effects<<S as CoordinatorShard>::Record, <S as CoordinatorShard>::Output>;
+
 /// What a job hands back: records to append, then a reply to send once they are durable.
-pub struct Done {
-    effects: Effects,
+struct Done<S: CoordinatorShard> {
+    effects: Fx<S>,
     reply: Option<Box<dyn FnOnce() + Send>>,
 }
 
-pub struct Ctx<'a> {
-    shard: &'a mut GroupShard,
-    now_ms: u64,
-    topics: &'a dyn TopicLookup,
-    replies: &'a mut HashMap<ReplyId, oneshot::Sender<Deferred>>,
-    next_reply: &'a mut ReplyId,
-}
-
-type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> Done + Send>;
+type Job<S> = Box<dyn FnOnce(&mut S, u64, &dyn TopicLookup) -> Done<S> + Send>;
 
 fn unavailable() -> i16 {
     ResponseError::CoordinatorNotAvailable.code()
 }
 
 /// The way into a shard's task.
-#[derive(Clone)]
-pub struct ShardHandle {
-    jobs: mpsc::Sender<Job>,
+pub struct ShardHandle<S: CoordinatorShard> {
+    jobs: mpsc::Sender<Job<S>>,
 }
 
-impl ShardHandle {
+impl<S: CoordinatorShard> Clone for ShardHandle<S> {
+    fn clone(&self) -> Self {
+        ShardHandle {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+impl<S: CoordinatorShard> ShardHandle<S> {
     /// Runs `f` on the shard; resolves with its result once its records are durable.
     pub async fn call<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut GroupShard, u64, &dyn TopicLookup) -> (R, Effects) + Send + 'static,
+        f: impl FnOnce(&mut S, u64, &dyn TopicLookup) -> (R, Fx<S>) + Send + 'static,
     ) -> Result<R, i16> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let (r, effects) = f(ctx.shard, ctx.now_ms, ctx.topics);
+        let job: Job<S> = Box::new(move |shard, now_ms, topics| {
+            let (r, effects) = f(shard, now_ms, topics);
             Done {
                 effects,
                 reply: Some(Box::new(move || {
@@ -74,18 +80,17 @@ impl ShardHandle {
         rx.await.map_err(|_| unavailable())
     }
 
-    /// Runs `f` with a reply id the shard may answer later (JoinGroup, SyncGroup).
-    pub async fn call_deferred(
+    /// Runs `f` on the shard for its answer alone: `f` writes nothing, so the answer does not
+    /// wait for durability.
+    pub async fn read<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut GroupShard, u64, ReplyId, &dyn TopicLookup) -> Effects + Send + 'static,
-    ) -> Result<Deferred, i16> {
+        f: impl FnOnce(&S) -> R + Send + 'static,
+    ) -> Result<R, i16> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let id = *ctx.next_reply;
-            *ctx.next_reply += 1;
-            ctx.replies.insert(id, tx);
+        let job: Job<S> = Box::new(move |shard, _, _| {
+            let _ = tx.send(f(shard));
             Done {
-                effects: f(ctx.shard, ctx.now_ms, id, ctx.topics),
+                effects: Effects::default(),
                 reply: None,
             }
         });
@@ -113,23 +118,27 @@ impl TopicLookup for ImageTopics<'_> {
     }
 }
 
-pub struct ShardSettings {
-    pub config: GroupConfig,
+/// How one coordinator's shards are built and kept.
+pub struct ShardSettings<S: CoordinatorShard> {
+    /// For logs: `__consumer_offsets` or `__transaction_state`.
+    pub topic: &'static str,
+    pub new_shard: Box<dyn Fn() -> S + Send + Sync>,
+    pub sink: Arc<dyn OutputSink<S::Output>>,
     /// Compact once this many records were written since the last compaction (and at least
     /// twice the live records).
     pub compaction_records_min: usize,
 }
 
-pub fn spawn(
+pub fn spawn<S: CoordinatorShard>(
     engine: Arc<Engine>,
     meta: Arc<dyn MetadataClient>,
     partition: i32,
     stream_id: StreamId,
-    settings: Arc<ShardSettings>,
-) -> ShardHandle {
+    settings: Arc<ShardSettings<S>>,
+) -> ShardHandle<S> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH_MAX);
     let mut task = ShardTask {
-        shard: GroupShard::new(settings.config.clone()),
+        shard: (settings.new_shard)(),
         settings,
         engine,
         meta,
@@ -138,12 +147,10 @@ pub fn spawn(
         durable: None,
         end_offset: 0,
         written: 0,
-        replies: HashMap::new(),
-        next_reply: 0,
     };
     tokio::spawn(async move {
         if let Err(e) = task.load().await {
-            tracing::error!(partition, error = %e, "group coordinator partition failed to load");
+            tracing::error!(topic = task.settings.topic, partition, error = %e, "coordinator partition failed to load");
             return;
         }
         task.run(rx).await;
@@ -151,9 +158,9 @@ pub fn spawn(
     ShardHandle { jobs: tx }
 }
 
-struct ShardTask {
-    shard: GroupShard,
-    settings: Arc<ShardSettings>,
+struct ShardTask<S: CoordinatorShard> {
+    shard: S,
+    settings: Arc<ShardSettings<S>>,
     engine: Arc<Engine>,
     meta: Arc<dyn MetadataClient>,
     partition: i32,
@@ -163,8 +170,6 @@ struct ShardTask {
     end_offset: i64,
     /// Records written since the last compaction.
     written: usize,
-    replies: HashMap<ReplyId, oneshot::Sender<Deferred>>,
-    next_reply: ReplyId,
 }
 
 fn now_ms() -> u64 {
@@ -174,7 +179,7 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl ShardTask {
+impl<S: CoordinatorShard> ShardTask<S> {
     /// Replays the partition from its start: the only way a shard's state is rebuilt.
     async fn load(&mut self) -> anyhow::Result<()> {
         let stream = self
@@ -191,7 +196,7 @@ impl ShardTask {
             }
             for batch in &read.batches {
                 let header = BatchHeader::parse(batch)?;
-                for (_, record) in log::decode(batch) {
+                for (_, record) in log::decode::<S::Record>(batch) {
                     self.shard.replay(&record);
                     records += 1;
                 }
@@ -203,17 +208,21 @@ impl ShardTask {
         }
         self.end_offset = offset.max(self.engine.offsets(self.stream_id)?.durable_end);
         self.written = records;
-        self.shard.loaded(now_ms());
+        let owed = self.shard.loaded(now_ms());
         tracing::info!(
+            topic = self.settings.topic,
             partition = self.partition,
             records,
-            groups = self.shard.live_records(),
-            "group coordinator partition loaded"
+            live = self.shard.live_records(),
+            "coordinator partition loaded"
         );
+        for output in owed {
+            self.settings.sink.deliver(output);
+        }
         Ok(())
     }
 
-    async fn run(&mut self, mut jobs: mpsc::Receiver<Job>) {
+    async fn run(&mut self, mut jobs: mpsc::Receiver<Job<S>>) {
         loop {
             let wait = self
                 .shard
@@ -222,11 +231,11 @@ impl ShardTask {
                 .unwrap_or(Duration::from_secs(3_600));
             let done = tokio::select! {
                 job = jobs.recv() => match job {
-                    Some(job) => self.with_ctx(|ctx| job(ctx)),
+                    Some(job) => self.with_topics(|shard, now, topics| job(shard, now, topics)),
                     None => return,
                 },
-                _ = tokio::time::sleep(wait) => self.with_ctx(|ctx| Done {
-                    effects: ctx.shard.tick(ctx.now_ms, ctx.topics),
+                _ = tokio::time::sleep(wait) => self.with_topics(|shard, now, topics| Done {
+                    effects: shard.tick(now, topics),
                     reply: None,
                 }),
             };
@@ -234,45 +243,35 @@ impl ShardTask {
         }
     }
 
-    fn with_ctx(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> Done) -> Done {
+    fn with_topics(&mut self, f: impl FnOnce(&mut S, u64, &dyn TopicLookup) -> Done<S>) -> Done<S> {
         let image = self.meta.image().read();
-        let topics = ImageTopics(&image);
-        let mut ctx = Ctx {
-            shard: &mut self.shard,
-            now_ms: now_ms(),
-            topics: &topics,
-            replies: &mut self.replies,
-            next_reply: &mut self.next_reply,
-        };
-        f(&mut ctx)
+        f(&mut self.shard, now_ms(), &ImageTopics(&image))
     }
 
-    /// Appends the records, then sends the replies once everything so far is durable.
-    async fn finish(&mut self, done: Done) {
+    /// Appends the records, then sends the reply and hands on the outputs once everything so
+    /// far is durable.
+    async fn finish(&mut self, done: Done<S>) {
         let Done { effects, reply } = done;
-        let deferred: Vec<(oneshot::Sender<Deferred>, Deferred)> = effects
-            .replies
-            .into_iter()
-            .filter_map(|(id, d)| self.replies.remove(&id).map(|tx| (tx, d)))
-            .collect();
         if !effects.records.is_empty() {
             if let Err(e) = self.append(&effects.records).await {
                 // The shard already holds state the log does not: rebuild it from the log. The
-                // dropped replies reach their callers as COORDINATOR_NOT_AVAILABLE.
-                tracing::error!(partition = self.partition, error = %e, "group records failed to append; reloading");
+                // dropped reply reaches its caller as COORDINATOR_NOT_AVAILABLE.
+                tracing::error!(topic = self.settings.topic, partition = self.partition, error = %e, "coordinator records failed to append; reloading");
                 self.reload().await;
                 return;
             }
         }
-        if reply.is_some() || !deferred.is_empty() {
+        let outputs = effects.outputs;
+        if reply.is_some() || !outputs.is_empty() {
             let target = self.end_offset;
             let mut durable = self.durable.clone().expect("loaded");
+            let sink = self.settings.sink.clone();
             let send = move || {
                 if let Some(reply) = reply {
                     reply();
                 }
-                for (tx, d) in deferred {
-                    let _ = tx.send(d);
+                for output in outputs {
+                    sink.deliver(output);
                 }
             };
             if *durable.borrow() >= target {
@@ -286,7 +285,7 @@ impl ShardTask {
                         Ok(Ok(_)) => send(),
                         _ => tracing::warn!(
                             target,
-                            "group records did not become durable; not replying"
+                            "coordinator records did not become durable; not replying"
                         ),
                     }
                 });
@@ -295,7 +294,7 @@ impl ShardTask {
         self.maybe_compact().await;
     }
 
-    async fn append(&mut self, records: &[GroupRecord]) -> anyhow::Result<()> {
+    async fn append(&mut self, records: &[S::Record]) -> anyhow::Result<()> {
         self.engine.wait_for_room().await?;
         let now = now_ms() as i64;
         let count = records.len() as u32;
@@ -310,10 +309,10 @@ impl ShardTask {
     }
 
     async fn reload(&mut self) {
-        self.replies.clear();
-        self.shard = GroupShard::new(self.settings.config.clone());
+        self.settings.sink.reset();
+        self.shard = (self.settings.new_shard)();
         if let Err(e) = self.load().await {
-            tracing::error!(partition = self.partition, error = %e, "group coordinator partition failed to reload");
+            tracing::error!(topic = self.settings.topic, partition = self.partition, error = %e, "coordinator partition failed to reload");
         }
     }
 
@@ -328,7 +327,7 @@ impl ShardTask {
         let snapshot = self.shard.snapshot();
         for chunk in snapshot.chunks(SNAPSHOT_BATCH_RECORDS_MAX) {
             if let Err(e) = self.append(chunk).await {
-                tracing::error!(partition = self.partition, error = %e, "compaction failed to append; reloading");
+                tracing::error!(topic = self.settings.topic, partition = self.partition, error = %e, "compaction failed to append; reloading");
                 self.reload().await;
                 return;
             }
@@ -341,6 +340,7 @@ impl ShardTask {
             Ok(Ok(_))
         ) {
             tracing::warn!(
+                topic = self.settings.topic,
                 partition = self.partition,
                 "compaction snapshot did not become durable"
             );
@@ -349,15 +349,16 @@ impl ShardTask {
         match self.engine.trim(self.stream_id, start).await {
             Ok(()) => {
                 tracing::info!(
+                    topic = self.settings.topic,
                     partition = self.partition,
                     trimmed_to = start,
                     live = snapshot.len(),
-                    "compacted group partition"
+                    "compacted coordinator partition"
                 );
                 self.written = snapshot.len();
             }
             Err(e) => {
-                tracing::warn!(partition = self.partition, error = %e, "compaction trim failed")
+                tracing::warn!(topic = self.settings.topic, partition = self.partition, error = %e, "compaction trim failed")
             }
         }
     }

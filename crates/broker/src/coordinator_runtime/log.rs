@@ -1,15 +1,16 @@
-//! Group records in the `__consumer_offsets` log: each write is one Kafka record batch whose
-//! records carry a group record's key and value, so the partition reads like any other.
+//! Coordinator records in their internal topic's log: each write is one Kafka record batch
+//! whose records carry a coordinator record's key and value, so the partition reads like any
+//! other.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use strata_coordinator::group::records::GroupRecord;
+use strata_coordinator::CoordinatorRecord;
 
 /// One uncompressed magic-2 batch at `base_offset` holding `records`.
-pub fn encode(records: &[GroupRecord], base_offset: i64, now_ms: i64) -> Bytes {
+pub fn encode<R: CoordinatorRecord>(records: &[R], base_offset: i64, now_ms: i64) -> Bytes {
     assert!(!records.is_empty(), "a batch holds at least one record");
     let records: Vec<Record> = records
         .iter()
@@ -43,18 +44,18 @@ pub fn encode(records: &[GroupRecord], base_offset: i64, now_ms: i64) -> Bytes {
             compression: Compression::None,
         },
     )
-    .expect("group records encode");
+    .expect("coordinator records encode");
     buf.freeze()
 }
 
-/// The group records of a stored batch with their offsets; records that do not decode are
-/// skipped with a warning (a client may have written to the topic).
-pub fn decode(batch: &Bytes) -> Vec<(i64, GroupRecord)> {
+/// The coordinator records of a stored batch with their offsets; records that do not decode
+/// are skipped with a warning (a client may have written to the topic).
+pub fn decode<R: CoordinatorRecord>(batch: &Bytes) -> Vec<(i64, R)> {
     let mut buf = batch.clone();
     let set = match RecordBatchDecoder::decode(&mut buf) {
         Ok(set) => set,
         Err(e) => {
-            tracing::warn!(error = %e, "a __consumer_offsets batch failed to decode");
+            tracing::warn!(error = %e, "a coordinator batch failed to decode");
             return Vec::new();
         }
     };
@@ -62,10 +63,10 @@ pub fn decode(batch: &Bytes) -> Vec<(i64, GroupRecord)> {
         .iter()
         .filter_map(|r| {
             let key = r.key.as_ref()?;
-            match GroupRecord::decode(key, r.value.as_deref()) {
+            match R::decode(key, r.value.as_deref()) {
                 Ok(g) => Some((r.offset, g)),
                 Err(e) => {
-                    tracing::warn!(offset = r.offset, error = ?e, "skipping a record that is not a group record");
+                    tracing::warn!(offset = r.offset, error = ?e, "skipping a record that is not a coordinator record");
                     None
                 }
             }
@@ -76,7 +77,7 @@ pub fn decode(batch: &Bytes) -> Vec<(i64, GroupRecord)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_coordinator::group::records::RecordKey;
+    use strata_coordinator::group::records::{GroupRecord, RecordKey};
 
     #[test]
     fn round_trips_with_offsets() {
@@ -88,7 +89,7 @@ mod tests {
             })
             .collect();
         let batch = encode(&records, 40, 1);
-        let back = decode(&batch);
+        let back: Vec<(i64, GroupRecord)> = decode(&batch);
         assert_eq!(back.len(), 3);
         for (i, (offset, r)) in back.iter().enumerate() {
             assert_eq!(*offset, 40 + i as i64);

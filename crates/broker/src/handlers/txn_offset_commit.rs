@@ -1,0 +1,73 @@
+//! TxnOffsetCommit: a transactional producer commits a group's offsets; they stay pending in
+//! the group's shard until the transaction's marker applies or drops them.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+
+use crate::groups::OFFSETS_TOPIC;
+use crate::transactions::requests;
+use crate::Broker;
+
+pub async fn handle(
+    broker: &Broker,
+    version: i16,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    match commit(broker, version, &req).await {
+        Ok(response) => response,
+        Err(code) => all_failed(&req, code),
+    }
+}
+
+async fn commit(
+    broker: &Broker,
+    version: i16,
+    req: &TxnOffsetCommitRequest,
+) -> Result<TxnOffsetCommitResponse, i16> {
+    if req.group_id.is_empty() {
+        return Err(ResponseError::InvalidGroupId.code());
+    }
+    // The producer must own the transaction and have added the group's partition to it.
+    let id = req.transactional_id.to_string();
+    let txn_shard = requests::shard(broker, &id).await?;
+    let partition = broker.groups.partition_of(broker, &req.group_id).await?;
+    let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+    let asked = [(OFFSETS_TOPIC.to_string(), partition)];
+    let missing = txn_shard
+        .read(move |s| s.verify(&id, pid, epoch, &asked))
+        .await?
+        .map_err(|e| requests::code_for(version, 3, e))?;
+    if !missing.is_empty() {
+        return Err(ResponseError::InvalidTxnState.code());
+    }
+    let group_shard = broker.groups.shard_for(broker, &req.group_id).await?;
+    let req = req.clone();
+    group_shard
+        .call(move |s, now_ms, topics| s.txn_offset_commit(now_ms, &req, topics))
+        .await
+}
+
+fn all_failed(req: &TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitResponse {
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}

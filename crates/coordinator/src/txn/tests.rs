@@ -1,0 +1,273 @@
+//! The transaction shard driven without I/O: requests and time in, records and marker jobs
+//! out, and the same state rebuilt from the records.
+
+use kafka_protocol::error::ResponseError as E;
+
+use super::records::{TxnRecord, TxnState};
+use super::*;
+use crate::shard::CoordinatorShard;
+
+struct NoTopics;
+impl TopicLookup for NoTopics {
+    fn by_name(&self, _: &str) -> Option<(uuid::Uuid, i32)> {
+        None
+    }
+    fn by_id(&self, _: uuid::Uuid) -> Option<(String, i32)> {
+        None
+    }
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// A shard that keeps every record it wrote, to replay them into a second shard.
+struct Harness {
+    shard: TxnShard,
+    log: Vec<TxnRecord>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            shard: TxnShard::new(TxnConfig::default()),
+            log: Vec::new(),
+        }
+    }
+
+    fn keep<T>(&mut self, (r, fx): (T, TxnEffects)) -> (T, Vec<MarkerJob>) {
+        self.log.extend(fx.records);
+        (r, fx.outputs)
+    }
+
+    fn init(
+        &mut self,
+        now: u64,
+        id: &str,
+        expected: Option<(i64, i16)>,
+        fresh: i64,
+    ) -> Result<(i64, i16), E> {
+        let r = self
+            .shard
+            .init_producer_id(now, id, 60_000, expected, fresh);
+        self.keep(r).0
+    }
+
+    fn add(
+        &mut self,
+        now: u64,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        parts: &[(&str, i32)],
+    ) -> Result<(), E> {
+        let parts: Vec<(String, i32)> = parts.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+        let r = self.shard.add_partitions(now, id, pid, epoch, &parts);
+        self.keep(r).0
+    }
+
+    fn end(
+        &mut self,
+        now: u64,
+        id: &str,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<Option<MarkerJob>, E> {
+        let r = self.shard.end_txn(now, id, pid, epoch, commit);
+        self.keep(r).0
+    }
+
+    fn complete(&mut self, now: u64, job: &MarkerJob) {
+        let fx = self.shard.complete(now, job);
+        self.log.extend(fx.records);
+    }
+
+    fn state(&self, id: &str) -> TxnState {
+        self.shard.get(id).unwrap().state
+    }
+
+    fn replayed(&self) -> TxnShard {
+        let mut s = TxnShard::new(TxnConfig::default());
+        for r in &self.log {
+            s.replay(r);
+        }
+        s
+    }
+}
+
+#[test]
+fn commit_flow_with_retries_and_kafka_errors() {
+    let mut h = Harness::new();
+    assert_eq!(h.init(0, "t", None, 100), Ok((100, 0)));
+    assert_eq!(h.state("t"), TxnState::Empty);
+    assert_eq!(
+        h.end(1, "t", 100, 0, true),
+        Err(E::InvalidTxnState),
+        "nothing to commit"
+    );
+    assert_eq!(h.add(1, "t", 100, 0, &[("a", 0), ("b", 1)]), Ok(()));
+    assert_eq!(h.add(2, "t", 100, 0, &[("a", 0)]), Ok(()));
+    assert_eq!(h.state("t"), TxnState::Ongoing);
+    assert_eq!(
+        h.add(2, "t", 101, 0, &[("a", 0)]),
+        Err(E::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        h.add(2, "u", 100, 0, &[("a", 0)]),
+        Err(E::InvalidProducerIdMapping)
+    );
+    assert_eq!(h.add(2, "t", 100, 1, &[("a", 0)]), Err(E::ProducerFenced));
+
+    let job = h
+        .end(3, "t", 100, 0, true)
+        .unwrap()
+        .expect("markers to write");
+    assert!(job.commit);
+    assert_eq!(
+        job.partitions,
+        vec![("a".to_string(), 0), ("b".to_string(), 1)]
+    );
+    assert_eq!(h.state("t"), TxnState::PrepareCommit);
+    // Invariant 2: nothing moves while the markers are written.
+    assert_eq!(h.end(4, "t", 100, 0, true), Err(E::ConcurrentTransactions));
+    assert_eq!(h.end(4, "t", 100, 0, false), Err(E::InvalidTxnState));
+    assert_eq!(
+        h.add(4, "t", 100, 0, &[("c", 0)]),
+        Err(E::ConcurrentTransactions)
+    );
+    assert_eq!(h.init(4, "t", None, 200), Err(E::ConcurrentTransactions));
+
+    h.complete(5, &job);
+    assert_eq!(h.state("t"), TxnState::CompleteCommit);
+    assert!(h.shard.get("t").unwrap().partitions.is_empty());
+    h.complete(5, &job);
+    assert_eq!(
+        h.end(6, "t", 100, 0, true),
+        Ok(None),
+        "a retried commit succeeds"
+    );
+    assert_eq!(h.end(6, "t", 100, 0, false), Err(E::InvalidTxnState));
+
+    // The next transaction starts afresh.
+    assert_eq!(h.add(7, "t", 100, 0, &[("c", 0)]), Ok(()));
+    let v = h.shard.get("t").unwrap();
+    assert_eq!(v.start_ms, 7);
+    assert_eq!(v.partitions.len(), 1);
+    assert_eq!(h.replayed().get("t"), h.shard.get("t"));
+}
+
+#[test]
+fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
+    let mut h = Harness::new();
+    let (pid, e0) = h.init(0, "t", None, 100).unwrap();
+    h.add(1, "t", pid, e0, &[("a", 0)]).unwrap();
+
+    // The new instance: the open transaction is aborted at a bumped epoch first.
+    let r = h.shard.init_producer_id(2, "t", 60_000, None, 200);
+    let (result, jobs) = h.keep(r);
+    assert_eq!(result, Err(E::ConcurrentTransactions));
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert!(!job.commit);
+    assert_eq!((job.producer_id, job.producer_epoch), (pid, e0 + 1));
+    assert_eq!(h.state("t"), TxnState::PrepareAbort);
+    // The zombie can neither commit nor add.
+    assert_eq!(h.end(3, "t", pid, e0, true), Err(E::ProducerFenced));
+    assert_eq!(h.add(3, "t", pid, e0, &[("b", 0)]), Err(E::ProducerFenced));
+
+    h.complete(4, job);
+    assert_eq!(h.state("t"), TxnState::CompleteAbort);
+    assert_eq!(h.init(5, "t", None, 300), Ok((pid, e0 + 2)));
+    assert_eq!(h.end(6, "t", pid, e0 + 1, false), Err(E::ProducerFenced));
+}
+
+#[test]
+fn timed_out_transactions_are_aborted_and_their_producer_fenced() {
+    let mut h = Harness::new();
+    let (pid, e) = h.init(0, "t", None, 100).unwrap();
+    h.add(1_000, "t", pid, e, &[("a", 3)]).unwrap();
+    let _ = h.shard.loaded(0);
+    let fx = h.shard.tick(30_000, &NoTopics);
+    assert!(fx.outputs.is_empty(), "60 s timeout not reached");
+    assert_eq!(h.shard.next_deadline_ms(), Some(40_000));
+    let fx = h.shard.tick(61_000, &NoTopics);
+    h.log.extend(fx.records);
+    assert_eq!(fx.outputs.len(), 1);
+    assert!(!fx.outputs[0].commit);
+    assert_eq!(fx.outputs[0].producer_epoch, e + 1);
+    assert_eq!(fx.outputs[0].partitions, vec![("a".to_string(), 3)]);
+    assert_eq!(h.end(61_001, "t", pid, e, true), Err(E::ProducerFenced));
+
+    // A restart before the markers were written: the loaded shard owes them (invariant 3).
+    let mut again = h.replayed();
+    let owed = again.loaded(62_000);
+    assert_eq!(owed, fx.outputs);
+}
+
+#[test]
+fn init_retries_and_expected_epochs_as_kafka() {
+    let mut h = Harness::new();
+    let (pid, _) = h.init(0, "t", None, 100).unwrap();
+    assert_eq!(h.init(1, "t", None, 101), Ok((pid, 1)));
+    // KIP-360: the producer names itself; a retry of the same bump is answered again.
+    assert_eq!(h.init(2, "t", Some((pid, 1)), 102), Ok((pid, 2)));
+    assert_eq!(h.init(3, "t", Some((pid, 1)), 103), Ok((pid, 2)));
+    assert_eq!(h.init(4, "t", Some((pid, 0)), 104), Err(E::ProducerFenced));
+    assert_eq!(h.init(4, "t", Some((999, 2)), 104), Err(E::ProducerFenced));
+    assert_eq!(
+        h.shard.init_producer_id(5, "t", 0, None, 105).0,
+        Err(E::InvalidTransactionTimeout)
+    );
+    assert_eq!(
+        h.shard.init_producer_id(5, "t", 900_001, None, 105).0,
+        Err(E::InvalidTransactionTimeout)
+    );
+}
+
+#[test]
+fn exhausted_epochs_rotate_the_producer_id() {
+    let mut h = Harness::new();
+    h.init(0, "t", None, 100).unwrap();
+    let mut v = h.shard.get("t").unwrap().clone();
+    v.producer_epoch = i16::MAX - 1;
+    h.shard.txns.insert("t".into(), v);
+    assert_eq!(h.init(1, "t", None, 555), Ok((555, 0)));
+    assert_eq!(h.shard.get("t").unwrap().prev_producer_id, 100);
+}
+
+#[test]
+fn verify_only_reports_partitions_outside_the_transaction() {
+    let mut h = Harness::new();
+    let (pid, e) = h.init(0, "t", None, 100).unwrap();
+    let a = ("a".to_string(), 0);
+    let b = ("b".to_string(), 0);
+    assert_eq!(
+        h.shard.verify("t", pid, e, std::slice::from_ref(&a)),
+        Ok(vec![(a.clone(), E::TransactionAbortable)])
+    );
+    h.add(1, "t", pid, e, &[("a", 0)]).unwrap();
+    assert_eq!(
+        h.shard.verify("t", pid, e, &[a.clone(), b.clone()]),
+        Ok(vec![(b, E::TransactionAbortable)])
+    );
+    assert_eq!(
+        h.shard.verify("t", pid, e + 1, std::slice::from_ref(&a)),
+        Err(E::ProducerFenced)
+    );
+    assert_eq!(
+        h.shard.verify("x", pid, e, &[a]),
+        Err(E::InvalidProducerIdMapping)
+    );
+}
+
+#[test]
+fn idle_ids_expire() {
+    let mut h = Harness::new();
+    h.init(0, "t", None, 100).unwrap();
+    let _ = h.shard.loaded(0);
+    let day = 24 * 3_600_000;
+    let fx = h.shard.tick(7 * day, &NoTopics);
+    assert_eq!(fx.records.len(), 1);
+    assert!(fx.records[0].value.is_none());
+    assert!(h.shard.get("t").is_none());
+}

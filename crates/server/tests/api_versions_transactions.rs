@@ -1,0 +1,812 @@
+//! Every advertised version of the transaction APIs over the wire against the real `strata`
+//! binary — InitProducerId with transactional ids, FindCoordinator for them,
+//! AddPartitionsToTxn (client and batched broker forms), AddOffsetsToTxn, TxnOffsetCommit,
+//! EndTxn, WriteTxnMarkers, DescribeTransactions, ListTransactions — and what a read_committed
+//! reader sees: the last stable offset, aborted transactions, markers, across a restart.
+//!
+//! Run: `cargo test --release -p strata --test api_versions_transactions`
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::write_txn_markers_request::{
+    WritableTxnMarker, WritableTxnMarkerTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use common::*;
+
+const INIT_VERSION: i16 = 4;
+
+#[derive(Clone, Debug)]
+struct Txn {
+    id: String,
+    pid: i64,
+    epoch: i16,
+}
+
+async fn init_txn(
+    c: &mut Client,
+    version: i16,
+    id: &str,
+    timeout_ms: i32,
+) -> InitProducerIdResponse {
+    let mut request = InitProducerIdRequest::default()
+        .with_transactional_id(Some(str(id).into()))
+        .with_transaction_timeout_ms(timeout_ms);
+    if version >= 3 {
+        request = request
+            .with_producer_id((-1).into())
+            .with_producer_epoch(-1);
+    }
+    c.send(version, &request).await
+}
+
+async fn txn(c: &mut Client, id: &str, timeout_ms: i32) -> Txn {
+    let r = init_txn(c, INIT_VERSION, id, timeout_ms).await;
+    assert_eq!(r.error_code, 0, "InitProducerId {id}");
+    Txn {
+        id: id.to_string(),
+        pid: r.producer_id.0,
+        epoch: r.producer_epoch,
+    }
+}
+
+/// One transactional batch of `values` from the producer, first record at `seq`.
+fn txn_batch(t: &Txn, seq: i32, values: &[String]) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: t.pid,
+            producer_epoch: t.epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: now_ms(),
+            key: None,
+            value: Some(Bytes::from(v.clone())),
+            headers: IndexMap::new(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+async fn produce_to(
+    c: &mut Client,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> PartitionProduceResponse {
+    let r = c
+        .send(
+            HELPER_PRODUCE,
+            &ProduceRequest::default()
+                .with_transactional_id(transactional_id.map(|t| str(t).into()))
+                .with_acks(-1)
+                .with_timeout_ms(10_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(batch))])]),
+        )
+        .await;
+    r.responses[0].partition_responses[0].clone()
+}
+
+async fn produce_txn(
+    c: &mut Client,
+    t: &Txn,
+    topic: &str,
+    partition: i32,
+    seq: i32,
+    values: &[String],
+) -> PartitionProduceResponse {
+    produce_to(c, Some(&t.id), topic, partition, txn_batch(t, seq, values)).await
+}
+
+async fn add_partitions(
+    c: &mut Client,
+    version: i16,
+    t: &Txn,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<i16> {
+    assert!(version <= 3);
+    let r = c
+        .send(
+            version,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(str(&t.id).into())
+                .with_v3_and_below_producer_id(t.pid.into())
+                .with_v3_and_below_producer_epoch(t.epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(partitions.to_vec())]),
+        )
+        .await;
+    r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| {
+            t.results_by_partition
+                .iter()
+                .map(|p| p.partition_error_code)
+        })
+        .collect()
+}
+
+async fn end_txn(c: &mut Client, version: i16, t: &Txn, commit: bool) -> i16 {
+    c.send(
+        version,
+        &EndTxnRequest::default()
+            .with_transactional_id(str(&t.id).into())
+            .with_producer_id(t.pid.into())
+            .with_producer_epoch(t.epoch)
+            .with_committed(commit),
+    )
+    .await
+    .error_code
+}
+
+async fn fetch_isolated(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    isolation: i8,
+) -> PartitionData {
+    let r = c
+        .send(
+            HELPER_FETCH,
+            &FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(0)
+                .with_max_bytes(16 << 20)
+                .with_isolation_level(isolation)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic(topic_name(topic))
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(8 << 20)])]),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
+    r.responses[0].partitions[0].clone()
+}
+
+/// What a read_committed client keeps of fetched data, as Kafka's clients do: data records
+/// minus the batches of aborted transactions (from each one's first offset to its marker).
+fn visible(data: &PartitionData) -> Vec<(i64, String)> {
+    let Some(bytes) = &data.records else {
+        return Vec::new();
+    };
+    let sets = RecordBatchDecoder::decode_all(&mut bytes.clone()).expect("records decode");
+    let aborted: Vec<(i64, i64)> = data
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|a| (a.producer_id.0, a.first_offset))
+        .collect();
+    let mut open_aborts: Vec<i64> = Vec::new();
+    let mut out = Vec::new();
+    for set in sets {
+        for r in set.records {
+            if r.control {
+                open_aborts.retain(|p| *p != r.producer_id);
+                continue;
+            }
+            if aborted.contains(&(r.producer_id, r.offset)) && !open_aborts.contains(&r.producer_id)
+            {
+                open_aborts.push(r.producer_id);
+            }
+            if r.transactional && open_aborts.contains(&r.producer_id) {
+                continue;
+            }
+            out.push((
+                r.offset,
+                String::from_utf8(r.value.unwrap_or_default().to_vec()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+fn values(data: &[(i64, String)]) -> Vec<String> {
+    data.iter().map(|(_, v)| v.clone()).collect()
+}
+
+async fn latest(c: &mut Client, topic: &str, partition: i32, isolation: i8) -> i64 {
+    let r = c
+        .send(
+            HELPER_LIST_OFFSETS,
+            &ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_isolation_level(isolation)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(-1)])]),
+        )
+        .await;
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+fn vals(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+#[tokio::test]
+async fn init_producer_id_and_find_coordinator_for_transactional_ids() {
+    let b = Broker::start(BrokerOptions {
+        extra_args: vec!["--transaction-max-timeout-ms".into(), "60000".into()],
+        ..BrokerOptions::default()
+    })
+    .await;
+    let mut c = b.client().await;
+    for v in c.versions(ApiKey::InitProducerId).await {
+        let id = format!("init-{v}");
+        let first = init_txn(&mut c, v, &id, 10_000).await;
+        assert_eq!((first.error_code, first.producer_epoch), (0, 0), "v{v}");
+        let again = init_txn(&mut c, v, &id, 10_000).await;
+        assert_eq!(again.error_code, 0, "v{v}");
+        assert_eq!(
+            (again.producer_id, again.producer_epoch),
+            (first.producer_id, 1),
+            "v{v}: the same id at the next epoch"
+        );
+        let too_long = init_txn(&mut c, v, &id, 60_001).await;
+        assert_eq!(
+            too_long.error_code,
+            err(ResponseError::InvalidTransactionTimeout),
+            "v{v}"
+        );
+        if v >= 3 {
+            // KIP-360: a producer naming an id that is not its own is fenced.
+            let r = c
+                .send(
+                    v,
+                    &InitProducerIdRequest::default()
+                        .with_transactional_id(Some(str(&id).into()))
+                        .with_transaction_timeout_ms(10_000)
+                        .with_producer_id((first.producer_id.0 + 1_000).into())
+                        .with_producer_epoch(0),
+                )
+                .await;
+            let fenced = if v >= 4 {
+                ResponseError::ProducerFenced
+            } else {
+                ResponseError::InvalidProducerEpoch
+            };
+            assert_eq!(r.error_code, err(fenced), "v{v}");
+        }
+    }
+    for v in c.versions(ApiKey::FindCoordinator).await {
+        if v == 0 {
+            continue; // no key type before v1
+        }
+        let mut request = FindCoordinatorRequest::default().with_key_type(1);
+        if v >= 4 {
+            request = request.with_coordinator_keys(vec![str("init-1")]);
+        } else {
+            request = request.with_key(str("init-1"));
+        }
+        let r = c.send(v, &request).await;
+        let (code, node) = if v >= 4 {
+            (r.coordinators[0].error_code, r.coordinators[0].node_id)
+        } else {
+            (r.error_code, r.node_id)
+        };
+        assert_eq!(
+            (code, node),
+            (0, broker(b.node_id())),
+            "FindCoordinator v{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn transactions_commit_and_abort_with_every_version() {
+    let b = Broker::start(BrokerOptions::default()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "tx", 2, &[]).await;
+    let add_versions: Vec<i16> = c
+        .versions(ApiKey::AddPartitionsToTxn)
+        .await
+        .filter(|v| *v <= 3)
+        .collect();
+    let end_versions: Vec<i16> = c.versions(ApiKey::EndTxn).await.collect();
+    let mut committed = Vec::new();
+    let mut written = Vec::new();
+    let rounds = add_versions.len().max(end_versions.len()) * 2;
+    for round in 0..rounds {
+        let add_v = add_versions[round % add_versions.len()];
+        let end_v = end_versions[(round / 2) % end_versions.len()];
+        let commit = round % 2 == 0;
+        let t = txn(&mut c, &format!("rw-{round}"), 30_000).await;
+        let batch = vals(&format!("r{round}"), 3);
+        // KIP-890: a partition must be added before transactional records go to it.
+        let early = produce_txn(&mut c, &t, "tx", 0, 0, &batch).await;
+        assert_eq!(
+            early.error_code,
+            err(ResponseError::InvalidTxnState),
+            "round {round}"
+        );
+        assert_eq!(
+            add_partitions(&mut c, add_v, &t, "tx", &[0, 1]).await,
+            vec![0, 0],
+            "AddPartitionsToTxn v{add_v}"
+        );
+        let p = produce_txn(&mut c, &t, "tx", 0, 0, &batch).await;
+        assert_eq!(p.error_code, 0, "round {round}");
+        // A transactional produce that skips a sequence is refused.
+        let gap = produce_txn(&mut c, &t, "tx", 0, 7, &batch).await;
+        assert_eq!(gap.error_code, err(ResponseError::OutOfOrderSequenceNumber));
+        assert_eq!(
+            end_txn(&mut c, end_v, &t, commit).await,
+            0,
+            "EndTxn v{end_v} commit={commit}"
+        );
+        // A retry of the same outcome succeeds; the other outcome is refused.
+        assert_eq!(
+            end_txn(&mut c, end_v, &t, commit).await,
+            0,
+            "EndTxn v{end_v} retry"
+        );
+        assert_eq!(
+            end_txn(&mut c, end_v, &t, !commit).await,
+            err(ResponseError::InvalidTxnState)
+        );
+        written.extend(batch.clone());
+        if commit {
+            committed.extend(batch);
+        }
+    }
+    let hw = latest(&mut c, "tx", 0, 0).await;
+    assert_eq!(
+        latest(&mut c, "tx", 0, 1).await,
+        hw,
+        "no transaction left open"
+    );
+    let rc = fetch_isolated(&mut c, "tx", 0, 0, 1).await;
+    assert_eq!(rc.last_stable_offset, hw);
+    assert_eq!(
+        values(&visible(&rc)),
+        committed,
+        "read_committed: committed records only, in order"
+    );
+    let ru = fetch_isolated(&mut c, "tx", 0, 0, 0).await;
+    assert!(
+        ru.aborted_transactions.is_none(),
+        "read_uncommitted gets no aborted list"
+    );
+    let all = decode_all_values(&ru);
+    assert_eq!(all, written, "read_uncommitted: every record");
+    assert_eq!(
+        hw as usize,
+        written.len() + rounds,
+        "one marker per transaction on the partition"
+    );
+    // Partition 1 was added but never written: it holds only markers.
+    let p1 = fetch_isolated(&mut c, "tx", 1, 0, 1).await;
+    assert!(visible(&p1).is_empty());
+    assert_eq!(latest(&mut c, "tx", 1, 0).await, rounds as i64);
+}
+
+fn decode_all_values(data: &PartitionData) -> Vec<String> {
+    let sets = RecordBatchDecoder::decode_all(&mut data.records.clone().unwrap()).unwrap();
+    sets.into_iter()
+        .flat_map(|s| s.records)
+        .filter(|r| !r.control)
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn batched_add_partitions_verifies_and_adds() {
+    let b = Broker::start(BrokerOptions::default()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "vb", 1, &[]).await;
+    for v in c
+        .versions(ApiKey::AddPartitionsToTxn)
+        .await
+        .filter(|v| *v >= 4)
+    {
+        let t = txn(&mut c, &format!("batched-{v}"), 30_000).await;
+        let request = |verify_only: bool| {
+            AddPartitionsToTxnRequest::default().with_transactions(vec![
+                AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(str(&t.id).into())
+                    .with_producer_id(t.pid.into())
+                    .with_producer_epoch(t.epoch)
+                    .with_verify_only(verify_only)
+                    .with_topics(vec![AddPartitionsToTxnTopic::default()
+                        .with_name(topic_name("vb"))
+                        .with_partitions(vec![0])]),
+            ])
+        };
+        let code = |r: &AddPartitionsToTxnResponse| {
+            r.results_by_transaction[0].topic_results[0].results_by_partition[0]
+                .partition_error_code
+        };
+        let r = c.send(v, &request(true)).await;
+        assert_eq!(
+            code(&r),
+            err(ResponseError::TransactionAbortable),
+            "v{v}: not in the transaction yet"
+        );
+        assert_eq!(code(&c.send(v, &request(false)).await), 0, "v{v}: added");
+        assert_eq!(code(&c.send(v, &request(true)).await), 0, "v{v}: verified");
+        assert_eq!(end_txn(&mut c, 4, &t, false).await, 0);
+    }
+}
+
+async fn offset_fetch(
+    c: &mut Client,
+    group: &str,
+    topic: &str,
+    require_stable: bool,
+) -> (i64, i16) {
+    let r = c
+        .send(
+            7,
+            &OffsetFetchRequest::default()
+                .with_group_id(str(group).into())
+                .with_require_stable(require_stable)
+                .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(vec![0])])),
+        )
+        .await;
+    let p = &r.topics[0].partitions[0];
+    (p.committed_offset, p.error_code)
+}
+
+#[tokio::test]
+async fn offsets_commit_and_abort_with_their_transaction() {
+    let b = Broker::start(BrokerOptions::default()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "in", 1, &[]).await;
+    let add_offsets: Vec<i16> = c.versions(ApiKey::AddOffsetsToTxn).await.collect();
+    let commits: Vec<i16> = c.versions(ApiKey::TxnOffsetCommit).await.collect();
+    for round in 0..add_offsets.len().max(commits.len()) {
+        let (ao_v, tc_v) = (
+            add_offsets[round % add_offsets.len()],
+            commits[round % commits.len()],
+        );
+        let commit = round % 3 != 2;
+        let group = format!("eos-{round}");
+        let t = txn(&mut c, &format!("offsets-{round}"), 30_000).await;
+        let txn_commit = |offset: i64| {
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(str(&t.id).into())
+                .with_group_id(str(&group).into())
+                .with_producer_id(t.pid.into())
+                .with_producer_epoch(t.epoch)
+                .with_generation_id(-1)
+                .with_member_id(str(""))
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name("in"))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(-1)])])
+        };
+        // Not added yet: refused.
+        let r = c.send(tc_v, &txn_commit(1)).await;
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            err(ResponseError::InvalidTxnState),
+            "TxnOffsetCommit v{tc_v} before AddOffsetsToTxn"
+        );
+        let r = c
+            .send(
+                ao_v,
+                &AddOffsetsToTxnRequest::default()
+                    .with_transactional_id(str(&t.id).into())
+                    .with_producer_id(t.pid.into())
+                    .with_producer_epoch(t.epoch)
+                    .with_group_id(str(&group).into()),
+            )
+            .await;
+        assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{ao_v}");
+        let offset = 100 + round as i64;
+        let r = c.send(tc_v, &txn_commit(offset)).await;
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "TxnOffsetCommit v{tc_v}"
+        );
+        assert_eq!(
+            offset_fetch(&mut c, &group, "in", true).await,
+            (-1, err(ResponseError::UnstableOffsetCommit))
+        );
+        assert_eq!(offset_fetch(&mut c, &group, "in", false).await, (-1, 0));
+        assert_eq!(end_txn(&mut c, 3, &t, commit).await, 0);
+        let expected = if commit { offset } else { -1 };
+        assert_eq!(
+            offset_fetch(&mut c, &group, "in", true).await,
+            (expected, 0),
+            "round {round} commit={commit}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn open_transactions_hold_read_committed_back_until_they_time_out_across_a_restart() {
+    let mut b = Broker::start(BrokerOptions {
+        extra_args: vec![
+            "--transaction-abort-timed-out-transaction-cleanup-interval-ms".into(),
+            "200".into(),
+        ],
+        ..BrokerOptions::default()
+    })
+    .await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "lso", 1, &[]).await;
+    let t = txn(&mut c, "stuck", 4_000).await;
+    assert_eq!(add_partitions(&mut c, 3, &t, "lso", &[0]).await, vec![0]);
+    assert_eq!(
+        produce_txn(&mut c, &t, "lso", 0, 0, &vals("open", 3))
+            .await
+            .error_code,
+        0
+    );
+    let after = produce(&mut c, "lso", 0, &records("plain", 2, now_ms())).await;
+    assert_eq!(after, 3);
+    assert_eq!(
+        latest(&mut c, "lso", 0, 1).await,
+        0,
+        "the open transaction holds the LSO"
+    );
+    assert_eq!(latest(&mut c, "lso", 0, 0).await, 5);
+    let rc = fetch_isolated(&mut c, "lso", 0, 0, 1).await;
+    assert_eq!((rc.high_watermark, rc.last_stable_offset), (5, 0));
+    assert!(visible(&rc).is_empty(), "nothing past the LSO");
+
+    for v in c.versions(ApiKey::DescribeTransactions).await {
+        let r = c
+            .send(
+                v,
+                &DescribeTransactionsRequest::default()
+                    .with_transactional_ids(vec![str("stuck").into(), str("nobody").into()]),
+            )
+            .await;
+        let s = &r.transaction_states[0];
+        assert_eq!(
+            (s.error_code, s.transaction_state.as_str(), s.producer_id.0),
+            (0, "Ongoing", t.pid)
+        );
+        assert_eq!(s.topics.len(), 1);
+        assert_eq!(s.topics[0].partitions, vec![0]);
+        assert_eq!(
+            r.transaction_states[1].error_code,
+            err(ResponseError::TransactionalIdNotFound)
+        );
+    }
+    for v in c.versions(ApiKey::ListTransactions).await {
+        let mut request = ListTransactionsRequest::default()
+            .with_state_filters(vec![str("Ongoing"), str("Nonsense")]);
+        if v >= 1 {
+            request = request.with_duration_filter(0);
+        }
+        let r = c.send(v, &request).await;
+        let ids: Vec<&str> = r
+            .transaction_states
+            .iter()
+            .map(|s| s.transactional_id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["stuck"], "ListTransactions v{v}");
+        assert_eq!(r.unknown_state_filters, vec![str("Nonsense")]);
+    }
+
+    // Killed with the transaction open: the state comes back from the logs, and the timeout
+    // still aborts it.
+    b.restart().await;
+    let mut c = b.client().await;
+    assert_eq!(
+        latest(&mut c, "lso", 0, 1).await,
+        0,
+        "still open after the restart"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while latest(&mut c, "lso", 0, 1).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the timed-out transaction was never aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rc = fetch_isolated(&mut c, "lso", 0, 0, 1).await;
+    assert_eq!(
+        (rc.high_watermark, rc.last_stable_offset),
+        (6, 6),
+        "the abort marker at 5"
+    );
+    let aborted: Vec<(i64, i64)> = rc
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|a| (a.producer_id.0, a.first_offset))
+        .collect();
+    assert_eq!(aborted, vec![(t.pid, 0)]);
+    assert_eq!(
+        values(&visible(&rc)),
+        vec!["plain-v0".to_string(), "plain-v1".to_string()]
+    );
+    // The zombie was fenced by the abort's epoch bump.
+    assert_eq!(
+        end_txn(&mut c, 3, &t, true).await,
+        err(ResponseError::ProducerFenced)
+    );
+    assert_eq!(
+        end_txn(&mut c, 1, &t, true).await,
+        err(ResponseError::InvalidProducerEpoch)
+    );
+    let late = produce_txn(&mut c, &t, "lso", 0, 3, &vals("late", 1)).await;
+    assert_eq!(late.error_code, err(ResponseError::InvalidProducerEpoch));
+    let r = c
+        .send(
+            0,
+            &DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![str("stuck").into()]),
+        )
+        .await;
+    assert_eq!(
+        r.transaction_states[0].transaction_state.as_str(),
+        "CompleteAbort"
+    );
+    assert_eq!(r.transaction_states[0].producer_epoch, t.epoch + 1);
+}
+
+#[tokio::test]
+async fn write_txn_markers_and_bad_transactional_input() {
+    let b = Broker::start(BrokerOptions::default()).await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "bad", 1, &[]).await;
+    assert_eq!(
+        produce(&mut c, "bad", 0, &records("keep", 2, now_ms())).await,
+        0
+    );
+    let t = txn(&mut c, "bad-1", 30_000).await;
+    let wrong_epoch = Txn {
+        epoch: t.epoch + 1,
+        ..t.clone()
+    };
+    let wrong_pid = Txn {
+        pid: t.pid + 1,
+        ..t.clone()
+    };
+    let unknown = Txn {
+        id: "never-initialised".into(),
+        ..t.clone()
+    };
+    for v in 0..=3 {
+        let fenced = if v >= 2 {
+            ResponseError::ProducerFenced
+        } else {
+            ResponseError::InvalidProducerEpoch
+        };
+        assert_eq!(
+            add_partitions(&mut c, v, &wrong_epoch, "bad", &[0]).await,
+            vec![err(fenced)],
+            "v{v}"
+        );
+        assert_eq!(
+            add_partitions(&mut c, v, &wrong_pid, "bad", &[0]).await,
+            vec![err(ResponseError::InvalidProducerIdMapping)]
+        );
+        assert_eq!(
+            add_partitions(&mut c, v, &unknown, "bad", &[0]).await,
+            vec![err(ResponseError::InvalidProducerIdMapping)]
+        );
+        assert_eq!(
+            add_partitions(&mut c, v, &t, "nope", &[0]).await,
+            vec![err(ResponseError::UnknownTopicOrPartition)]
+        );
+    }
+    assert_eq!(
+        end_txn(&mut c, 3, &t, true).await,
+        err(ResponseError::InvalidTxnState),
+        "nothing to commit"
+    );
+    assert_eq!(
+        end_txn(&mut c, 3, &unknown, true).await,
+        err(ResponseError::InvalidProducerIdMapping)
+    );
+    // Clients may not write control batches.
+    let control = {
+        let mut b = BytesMut::from(&txn_batch(&t, 0, &vals("c", 1))[..]);
+        b[21..23].copy_from_slice(&0x30i16.to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b.freeze()
+    };
+    assert_eq!(
+        produce_to(&mut c, Some(&t.id), "bad", 0, control)
+            .await
+            .error_code,
+        err(ResponseError::InvalidRecord)
+    );
+    // A transactional batch without the request's transactional id cannot be verified.
+    assert_eq!(
+        produce_to(&mut c, None, "bad", 0, txn_batch(&t, 0, &vals("x", 1)))
+            .await
+            .error_code,
+        err(ResponseError::InvalidTxnState)
+    );
+
+    for v in c.versions(ApiKey::WriteTxnMarkers).await {
+        let marker = |topic: &str, pid: i64, epoch: i16| {
+            WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+                .with_producer_id(pid.into())
+                .with_producer_epoch(epoch)
+                .with_transaction_result(false)
+                .with_coordinator_epoch(0)
+                .with_topics(vec![WritableTxnMarkerTopic::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_indexes(vec![0])])])
+        };
+        let code = |r: &WriteTxnMarkersResponse| r.markers[0].topics[0].partitions[0].error_code;
+        // A producer the partition never saw: Kafka writes the marker.
+        assert_eq!(
+            code(&c.send(v, &marker("bad", 424_242, 3)).await),
+            0,
+            "v{v}"
+        );
+        assert_eq!(
+            code(&c.send(v, &marker("bad", 424_242, 2)).await),
+            err(ResponseError::InvalidProducerEpoch),
+            "v{v}: older epoch"
+        );
+        assert_eq!(
+            code(&c.send(v, &marker("nope", 1, 0)).await),
+            err(ResponseError::UnknownTopicOrPartition),
+            "v{v}"
+        );
+    }
+    // The partition still serves its data, markers skipped.
+    let data = fetch_isolated(&mut c, "bad", 0, 0, 1).await;
+    assert_eq!(
+        values(&visible(&data)),
+        vec!["keep-v0".to_string(), "keep-v1".to_string()]
+    );
+    assert_eq!(data.last_stable_offset, data.high_watermark);
+}
