@@ -5,7 +5,7 @@
 #
 # Environment knobs (all optional):
 #   STRATA_SKIP_DEPS=1     don't touch apt / the virtualenv / tests/js/node_modules
-#   STRATA_SKIP_CARGO=1    don't build or run cargo tests (use the existing target/release/strata)
+#   STRATA_SKIP_CARGO=1    don't build or run cargo tests (use the existing target/ci/strata)
 #   PYTEST_ARGS="..."      extra arguments for pytest (e.g. "-k kcat -x")
 #
 # Idempotent: apt packages are installed only when missing, the virtualenv is
@@ -106,14 +106,16 @@ fi
 # reports everything; the script's exit status is non-zero if either part failed.
 rust_rc=0
 if [ "${STRATA_SKIP_CARGO:-0}" != "1" ]; then
-    log "cargo build --release --workspace"
-    cargo build --release --workspace
-    log "cargo test --release --workspace"
-    cargo test --release --workspace --no-fail-fast || rust_rc=$?
+    # One profile for the binary and every test binary (Cargo.toml's [profile.ci]: release
+    # optimisation without LTO or debug info), so dependencies build once.
+    log "cargo build --profile ci --workspace"
+    cargo build --profile ci --workspace
+    log "cargo test --profile ci --workspace"
+    cargo test --profile ci --workspace --no-fail-fast || rust_rc=$?
 fi
 
-if [ ! -x "$ROOT/target/release/strata" ]; then
-    echo "error: $ROOT/target/release/strata was not built" >&2
+if [ ! -x "$ROOT/target/ci/strata" ]; then
+    echo "error: $ROOT/target/ci/strata was not built" >&2
     exit 1
 fi
 
@@ -122,7 +124,7 @@ fi
 # ----------------------------------------------------------------------------
 log "pytest tests/"
 mkdir -p "$ROOT/.test-work"
-export STRATA_TEST_BIN="$ROOT/target/release/strata"
+export STRATA_TEST_BIN="$ROOT/target/ci/strata"
 py_rc=0
 # PYTEST_ARGS is split like shell words, so quoting works: PYTEST_ARGS="-k 'kcat or s3'"
 eval "extra_pytest_args=(${PYTEST_ARGS:-})"

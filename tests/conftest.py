@@ -1,6 +1,7 @@
 """Fixtures for Strata's end-to-end tests.
 
-Every test talks to a real `target/release/strata serve` process (see `Strata`),
+Every test talks to a real `strata serve` process (see `Strata`; the binary is
+`$STRATA_TEST_BIN`, by default `target/ci/strata` as ./scripts/test.sh builds it),
 started on free loopback ports with a fresh data directory, and to real Kafka
 clients (kcat, confluent-kafka, kafka-python).
 
@@ -28,7 +29,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-STRATA_BIN = Path(os.environ.get("STRATA_TEST_BIN", REPO / "target" / "release" / "strata"))
+STRATA_BIN = Path(os.environ.get("STRATA_TEST_BIN", REPO / "target" / "ci" / "strata"))
 WORK_ROOT = Path(os.environ.get("STRATA_TEST_WORK", REPO / ".test-work"))
 RUN_DIR = WORK_ROOT / f"run-{os.getpid()}"
 
@@ -176,7 +177,7 @@ class Strata:
     def start(self, timeout: float = START_TIMEOUT) -> "Strata":
         assert not self.alive(), f"{self.name} already running"
         if not STRATA_BIN.exists():
-            pytest.fail(f"broker binary {STRATA_BIN} missing: run cargo build --release")
+            pytest.fail(f"broker binary {STRATA_BIN} missing: run cargo build --profile ci")
         self.starts += 1
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("STRATA_") or k == "STRATA_LOG"}
