@@ -552,3 +552,351 @@ def check_group_api_versions(apis: dict[int, tuple[int, int]]) -> None:
                if k not in apis or not apis[k][0] <= v <= apis[k][1]}
     assert not missing, (f"broker does not advertise these (api key: version) pairs: {missing}; "
                          f"advertised: { {k: apis.get(k) for k in GROUP_API_VERSIONS} }")
+
+
+# =========================================================================================
+# Transactions (KIP-98) and transactional reads: ListOffsets v2-v5 with an isolation level,
+# transactional Produce, AddPartitionsToTxn v0-v3, AddOffsetsToTxn v0-v3, EndTxn v0-v5,
+# TxnOffsetCommit v0-v3, WriteTxnMarkers v1-v2, DescribeTransactions v0, ListTransactions v0-v1.
+# Each function takes the version and encodes the flexible (compact strings and arrays, tagged
+# fields, request header v2 / response header v1) or the classic layout as the spec says.
+# =========================================================================================
+API_LIST_OFFSETS = 2
+API_ADD_PARTITIONS_TO_TXN = 24
+API_ADD_OFFSETS_TO_TXN = 25
+API_END_TXN = 26
+API_WRITE_TXN_MARKERS = 27
+API_TXN_OFFSET_COMMIT = 28
+API_DESCRIBE_TRANSACTIONS = 65
+API_LIST_TRANSACTIONS = 66
+
+# Record batch attribute bits.
+ATTR_TRANSACTIONAL = 0x10
+ATTR_CONTROL = 0x20
+
+ISOLATION_READ_UNCOMMITTED = 0
+ISOLATION_READ_COMMITTED = 1
+
+# First version of each API that is flexible.
+_FLEXIBLE_FROM = {
+    API_LIST_OFFSETS: 6,
+    API_ADD_PARTITIONS_TO_TXN: 3,
+    API_ADD_OFFSETS_TO_TXN: 3,
+    API_END_TXN: 3,
+    API_WRITE_TXN_MARKERS: 1,
+    API_TXN_OFFSET_COMMIT: 3,
+    API_DESCRIBE_TRANSACTIONS: 0,
+    API_LIST_TRANSACTIONS: 0,
+}
+
+
+def compact_array(items, enc) -> bytes:
+    if items is None:
+        return uvarint(0)
+    items = list(items)
+    return uvarint(len(items) + 1) + b"".join(enc(x) for x in items)
+
+
+def any_string(s: str | None, flexible: bool) -> bytes:
+    return compact_string(s) if flexible else string(s)
+
+
+def any_array(items, enc, flexible: bool) -> bytes:
+    return compact_array(items, enc) if flexible else array(items, enc)
+
+
+def tags(flexible: bool) -> bytes:
+    """An empty tagged-field section (flexible versions only)."""
+    return uvarint(0) if flexible else b""
+
+
+def read_any_string(r: Reader, flexible: bool):
+    return r.compact_string() if flexible else r.string()
+
+
+def read_any_array(r: Reader, dec, flexible: bool) -> list | None:
+    if not flexible:
+        return read_array(r, dec)
+    n = r.uvarint()
+    return None if n == 0 else [dec(r) for _ in range(n - 1)]
+
+
+def read_tags(r: Reader, flexible: bool) -> None:
+    if flexible:
+        r.tagged_fields()
+
+
+def is_flexible(api_key: int, version: int) -> bool:
+    return version >= _FLEXIBLE_FROM[api_key]
+
+
+def call(conn: Conn, api_key: int, version: int, body: bytes) -> Reader:
+    """Send one request of an API listed in _FLEXIBLE_FROM and return the response body (after
+    the response header, whose tagged fields are skipped for flexible versions)."""
+    flexible = is_flexible(api_key, version)
+    corr = conn.request(api_key, version, body, flexible_header=flexible)
+    r = conn.response(corr)
+    read_tags(r, flexible)
+    return r
+
+
+def _done(r: Reader, what: str) -> None:
+    assert r.remaining() == 0, f"{what}: {r.remaining()} unread bytes at the end of the response"
+
+
+# --- record batches of transactions --------------------------------------------------------
+def txn_batch(values, producer_id: int, producer_epoch: int, base_sequence: int, keys=None) -> bytes:
+    """A transactional batch (attributes bit 4) of `values`."""
+    return record_batch(values, keys=keys, attributes=ATTR_TRANSACTIONAL, producer_id=producer_id,
+                        producer_epoch=producer_epoch, base_sequence=base_sequence)
+
+
+def control_batch(commit: bool, producer_id: int, producer_epoch: int,
+                  coordinator_epoch: int = 0) -> bytes:
+    """A transaction marker batch (attributes 0x30) as a coordinator writes it: one control record,
+    key = version 0 + type (0 abort, 1 commit), value = version 0 + coordinator epoch."""
+    key = i16(0) + i16(1 if commit else 0)
+    value = i16(0) + i32(coordinator_epoch)
+    return record_batch([value], keys=[key], attributes=ATTR_TRANSACTIONAL | ATTR_CONTROL,
+                        producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=-1)
+
+
+# --- transactional Produce v3..v8 ---------------------------------------------------------
+def produce_txn(conn: Conn, version: int, topic: str, partition: int, records: bytes,
+                transactional_id: str | None, acks: int = -1, timeout_ms: int = 10000) -> dict:
+    """Produce with the request's TransactionalId field set (v3+)."""
+    assert 3 <= version <= 8, "only non-flexible Produce versions 3..8 are encoded here"
+    body = (string(transactional_id) + i16(acks) + i32(timeout_ms)
+            + i32(1) + string(topic) + i32(1) + i32(partition) + nbytes(records))
+    corr = conn.request(API_PRODUCE, version, body)
+    res = parse_produce_response(conn.response(corr), version)
+    assert (topic, partition) in res, f"no response for {topic}-{partition}: {res}"
+    return res[(topic, partition)]
+
+
+# --- ListOffsets v2..v5 ---------------------------------------------------------------------
+LATEST_TIMESTAMP = -1
+EARLIEST_TIMESTAMP = -2
+
+
+def list_offsets(conn: Conn, topic: str, partitions, isolation_level: int, version: int = 4,
+                 timestamp: int = LATEST_TIMESTAMP) -> dict[int, dict]:
+    """ListOffsets for `partitions` of one topic -> {partition: {error_code, timestamp, offset,
+    leader_epoch}}. With isolation 1 (READ_COMMITTED) and the latest timestamp Kafka answers the
+    last stable offset, with 0 the high watermark."""
+    assert 2 <= version <= 5, "only non-flexible ListOffsets versions with an isolation level (2..5)"
+
+    def part(p):
+        return i32(p) + (i32(-1) if version >= 4 else b"") + i64(timestamp)
+
+    body = i32(-1) + i8(isolation_level) + array([topic], lambda t: string(t) + array(partitions, part))
+    r = call(conn, API_LIST_OFFSETS, version, body)
+    r.i32()  # throttle
+    out = {}
+    for _ in range(r.i32()):
+        name = r.string()
+        for _ in range(r.i32()):
+            p = {"partition": r.i32(), "error_code": r.i16(), "timestamp": r.i64(), "offset": r.i64()}
+            p["leader_epoch"] = r.i32() if version >= 4 else -1
+            if name == topic:
+                out[p["partition"]] = p
+    _done(r, f"ListOffsets v{version}")
+    return out
+
+
+# --- AddPartitionsToTxn v0..v3 --------------------------------------------------------------
+def add_partitions_to_txn(conn: Conn, transactional_id: str, producer_id: int, producer_epoch: int,
+                          partitions: dict[str, list[int]], version: int = 3) -> dict[tuple[str, int], int]:
+    """-> {(topic, partition): error code}."""
+    assert 0 <= version <= 3, "client versions 0..3 only (v4+ is the broker-to-broker batch form)"
+    f = is_flexible(API_ADD_PARTITIONS_TO_TXN, version)
+    body = (any_string(transactional_id, f) + i64(producer_id) + i16(producer_epoch)
+            + any_array(partitions.items(),
+                        lambda t: any_string(t[0], f) + any_array(t[1], i32, f) + tags(f), f)
+            + tags(f))
+    r = call(conn, API_ADD_PARTITIONS_TO_TXN, version, body)
+    r.i32()
+    out = read_partition_codes(r, f)
+    read_tags(r, f)
+    _done(r, f"AddPartitionsToTxn v{version}")
+    return out
+
+
+def read_partition_codes(r: Reader, f: bool) -> dict:
+    """An array of topics, each an array of (partition, error code): {(topic, partition): code}."""
+    out = {}
+
+    def topic_result(r):
+        name = read_any_string(r, f)
+
+        def part(r):
+            p, code = r.i32(), r.i16()
+            read_tags(r, f)
+            out[(name, p)] = code
+
+        read_any_array(r, part, f)
+        read_tags(r, f)
+
+    read_any_array(r, topic_result, f)
+    return out
+
+
+# --- AddOffsetsToTxn v0..v4 -----------------------------------------------------------------
+def add_offsets_to_txn(conn: Conn, transactional_id: str, producer_id: int, producer_epoch: int,
+                       group_id: str, version: int = 3) -> int:
+    """-> error code."""
+    f = is_flexible(API_ADD_OFFSETS_TO_TXN, version)
+    body = (any_string(transactional_id, f) + i64(producer_id) + i16(producer_epoch)
+            + any_string(group_id, f) + tags(f))
+    r = call(conn, API_ADD_OFFSETS_TO_TXN, version, body)
+    r.i32()
+    code = r.i16()
+    read_tags(r, f)
+    _done(r, f"AddOffsetsToTxn v{version}")
+    return code
+
+
+# --- EndTxn v0..v5 --------------------------------------------------------------------------
+def end_txn(conn: Conn, transactional_id: str, producer_id: int, producer_epoch: int,
+            committed: bool, version: int = 3) -> dict:
+    """-> {error_code, producer_id, producer_epoch} (the last two from v5 only, else -1)."""
+    f = is_flexible(API_END_TXN, version)
+    body = (any_string(transactional_id, f) + i64(producer_id) + i16(producer_epoch)
+            + i8(1 if committed else 0) + tags(f))
+    r = call(conn, API_END_TXN, version, body)
+    out = {"throttle_time_ms": r.i32(), "error_code": r.i16(), "producer_id": -1, "producer_epoch": -1}
+    if version >= 5:
+        out["producer_id"], out["producer_epoch"] = r.i64(), r.i16()
+    read_tags(r, f)
+    _done(r, f"EndTxn v{version}")
+    return out
+
+
+# --- TxnOffsetCommit v0..v3 -----------------------------------------------------------------
+def txn_offset_commit(conn: Conn, transactional_id: str, group_id: str, producer_id: int,
+                      producer_epoch: int, offsets: dict[str, dict[int, int]], version: int = 3,
+                      generation_id: int = -1, member_id: str = "",
+                      group_instance_id: str | None = None) -> dict[tuple[str, int], int]:
+    """offsets: {topic: {partition: offset}} -> {(topic, partition): error code}."""
+    assert 0 <= version <= 4, version
+    f = is_flexible(API_TXN_OFFSET_COMMIT, version)
+
+    def part(item):
+        p, off = item
+        return (i32(p) + i64(off) + (i32(-1) if version >= 2 else b"") + any_string("", f)
+                + tags(f))
+
+    body = (any_string(transactional_id, f) + any_string(group_id, f) + i64(producer_id)
+            + i16(producer_epoch))
+    if version >= 3:
+        body += i32(generation_id) + any_string(member_id, f) + any_string(group_instance_id, f)
+    body += any_array(offsets.items(),
+                      lambda t: any_string(t[0], f) + any_array(sorted(t[1].items()), part, f) + tags(f), f)
+    body += tags(f)
+    r = call(conn, API_TXN_OFFSET_COMMIT, version, body)
+    r.i32()
+    out = read_partition_codes(r, f)
+    read_tags(r, f)
+    _done(r, f"TxnOffsetCommit v{version}")
+    return out
+
+
+# --- WriteTxnMarkers v1..v2 (flexible) --------------------------------------------------------
+def write_txn_markers(conn: Conn, markers, version: int = 1) -> dict[int, dict[tuple[str, int], int]]:
+    """markers: [(producer_id, producer_epoch, committed, {topic: [partitions]}, coordinator_epoch)]
+    -> {producer_id: {(topic, partition): error code}}."""
+    assert version in (1, 2), "WriteTxnMarkers v1 is Kafka 4's baseline"
+
+    def marker(m):
+        pid, epoch, committed, topics, coord_epoch = m
+        out = (i64(pid) + i16(epoch) + i8(1 if committed else 0)
+               + compact_array(topics.items(),
+                               lambda t: compact_string(t[0]) + compact_array(t[1], i32) + uvarint(0))
+               + i32(coord_epoch))
+        if version >= 2:
+            out += i8(0)  # TransactionVersion: legacy
+        return out + uvarint(0)
+
+    r = call(conn, API_WRITE_TXN_MARKERS, version, compact_array(markers, marker) + uvarint(0))
+    out: dict[int, dict[tuple[str, int], int]] = {}
+
+    def marker_result(r):
+        pid = r.i64()
+        res = out.setdefault(pid, {})
+
+        def topic_result(r):
+            name = r.compact_string()
+
+            def part(r):
+                p, code = r.i32(), r.i16()
+                r.tagged_fields()
+                res[(name, p)] = code
+
+            read_any_array(r, part, True)
+            r.tagged_fields()
+
+        read_any_array(r, topic_result, True)
+        r.tagged_fields()
+
+    read_any_array(r, marker_result, True)
+    r.tagged_fields()
+    _done(r, f"WriteTxnMarkers v{version}")
+    return out
+
+
+# --- DescribeTransactions v0 / ListTransactions v0..v1 (flexible) ---------------------------
+def describe_transactions(conn: Conn, transactional_ids, version: int = 0) -> dict[str, dict]:
+    """-> {transactional_id: {error_code, state, timeout_ms, start_time_ms, producer_id,
+    producer_epoch, partitions: {topic: [partitions]}}}."""
+    body = compact_array(transactional_ids, compact_string) + uvarint(0)
+    r = call(conn, API_DESCRIBE_TRANSACTIONS, version, body)
+    r.i32()
+    out = {}
+
+    def state(r):
+        s = {"error_code": r.i16(), "transactional_id": r.compact_string(), "state": r.compact_string(),
+             "timeout_ms": r.i32(), "start_time_ms": r.i64(), "producer_id": r.i64(),
+             "producer_epoch": r.i16(), "partitions": {}}
+
+        def topic(r):
+            name = r.compact_string()
+            s["partitions"][name] = sorted(read_any_array(r, lambda r: r.i32(), True) or [])
+            r.tagged_fields()
+
+        read_any_array(r, topic, True)
+        r.tagged_fields()
+        out[s["transactional_id"]] = s
+
+    read_any_array(r, state, True)
+    r.tagged_fields()
+    _done(r, f"DescribeTransactions v{version}")
+    return out
+
+
+def list_transactions(conn: Conn, state_filters=(), producer_id_filters=(), version: int = 0,
+                      duration_filter_ms: int = -1) -> dict:
+    """-> {error_code, unknown_state_filters, transactions: {transactional_id: (producer_id, state)}}."""
+    body = compact_array(state_filters, compact_string) + compact_array(producer_id_filters, i64)
+    if version >= 1:
+        body += i64(duration_filter_ms)
+    body += uvarint(0)
+    r = call(conn, API_LIST_TRANSACTIONS, version, body)
+    out = {"throttle_time_ms": r.i32(), "error_code": r.i16()}
+    out["unknown_state_filters"] = read_any_array(r, lambda r: r.compact_string(), True) or []
+    txns = {}
+
+    def state(r):
+        tid, pid, st = r.compact_string(), r.i64(), r.compact_string()
+        r.tagged_fields()
+        txns[tid] = (pid, st)
+
+    read_any_array(r, state, True)
+    r.tagged_fields()
+    out["transactions"] = txns
+    _done(r, f"ListTransactions v{version}")
+    return out
+
+
+def find_coordinator(conn: Conn, key: str, key_type: int = 0) -> dict:
+    """FindCoordinator v2 (key_type 0 = group, 1 = transactional id)."""
+    return group_call(conn, API_FIND_COORDINATOR, find_coordinator_body(key, key_type))

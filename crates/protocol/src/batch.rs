@@ -226,16 +226,22 @@ pub fn marker_batch(
         value: Some(value.freeze()),
         headers: Default::default(),
     };
+    encode_uncompressed(std::slice::from_ref(&record))
+}
+
+/// Uncompressed magic-2 batches holding `records` (one batch while `offset - sequence` stays
+/// the same from record to record).
+pub fn encode_uncompressed(records: &[Record]) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
-        std::slice::from_ref(&record),
+        records,
         &RecordEncodeOptions {
             version: 2,
             compression: Compression::None,
         },
     )
-    .expect("a marker encodes");
+    .expect("uncompressed records encode");
     buf.freeze()
 }
 

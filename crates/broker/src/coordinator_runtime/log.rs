@@ -2,12 +2,11 @@
 //! whose records carry a coordinator record's key and value, so the partition reads like any
 //! other.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use strata_coordinator::CoordinatorRecord;
+use strata_protocol::batch::encode_uncompressed;
 
 /// One uncompressed magic-2 batch at `base_offset` holding `records`.
 pub fn encode<R: CoordinatorRecord>(records: &[R], base_offset: i64, now_ms: i64) -> Bytes {
@@ -35,17 +34,7 @@ pub fn encode<R: CoordinatorRecord>(records: &[R], base_offset: i64, now_ms: i64
             }
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("coordinator records encode");
-    buf.freeze()
+    encode_uncompressed(&records)
 }
 
 /// The coordinator records of a stored batch with their offsets; records that do not decode

@@ -66,33 +66,27 @@ impl GroupShard {
             let known = topics.by_name(&t.name);
             let mut out = OffsetCommitResponseTopic::default().with_name(t.name.clone());
             for p in &t.partitions {
-                let error = if let Err(e) = group_error {
-                    e
-                } else if !known
-                    .is_some_and(|(_, n)| p.partition_index >= 0 && p.partition_index < n)
+                let metadata = p.committed_metadata.as_deref();
+                let error = match group_error
+                    .and_then(|()| self.check_offset(known, p.partition_index, metadata))
                 {
-                    code(ResponseError::UnknownTopicOrPartition)
-                } else if p
-                    .committed_metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
-                {
-                    code(ResponseError::OffsetMetadataTooLarge)
-                } else {
-                    records.push(GroupRecord::put(
-                        RecordKey::Offset {
-                            group: group_id.clone(),
-                            topic: t.name.to_string(),
-                            partition: p.partition_index,
-                        },
-                        RecordValue::Offset(OffsetValue {
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                            commit_ms: now_ms,
-                        }),
-                    ));
-                    0
+                    Err(e) => e,
+                    Ok(()) => {
+                        records.push(GroupRecord::put(
+                            RecordKey::Offset {
+                                group: group_id.clone(),
+                                topic: t.name.to_string(),
+                                partition: p.partition_index,
+                            },
+                            offset_value(
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                metadata,
+                                now_ms,
+                            ),
+                        ));
+                        0
+                    }
                 };
                 out.partitions.push(
                     OffsetCommitResponsePartition::default()
@@ -106,6 +100,23 @@ impl GroupShard {
             self.emit(&mut fx, records);
         }
         (response, fx)
+    }
+
+    /// The per-partition checks of a commit: the partition exists (`known` is the topic's id
+    /// and partition count) and the metadata fits.
+    pub(crate) fn check_offset(
+        &self,
+        known: Option<(uuid::Uuid, i32)>,
+        partition: i32,
+        metadata: Option<&str>,
+    ) -> Result<(), i16> {
+        if !known.is_some_and(|(_, n)| (0..n).contains(&partition)) {
+            Err(code(ResponseError::UnknownTopicOrPartition))
+        } else if metadata.is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes) {
+            Err(code(ResponseError::OffsetMetadataTooLarge))
+        } else {
+            Ok(())
+        }
     }
 
     /// Kafka's checks of who may commit for a group; makes a simple group for commits from
@@ -387,6 +398,21 @@ impl GroupShard {
             _ => Vec::new(),
         }
     }
+}
+
+/// A committed offset's record value.
+pub(crate) fn offset_value(
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&str>,
+    commit_ms: u64,
+) -> RecordValue {
+    RecordValue::Offset(OffsetValue {
+        offset,
+        leader_epoch,
+        metadata: metadata.map(str::to_string),
+        commit_ms,
+    })
 }
 
 /// A consumer group member's epoch as a request gives it; classic members call it their

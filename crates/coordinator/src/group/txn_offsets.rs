@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -12,6 +11,7 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
+use super::offsets::offset_value;
 use super::records::{GroupRecord, OffsetValue, RecordKey, RecordValue};
 use super::{Effects, GroupShard, TopicLookup};
 
@@ -40,32 +40,28 @@ impl GroupShard {
             let known = topics.by_name(&t.name);
             let mut out = TxnOffsetCommitResponseTopic::default().with_name(t.name.clone());
             for p in &t.partitions {
-                let error = if let Err(e) = group_error {
-                    e
-                } else if !known.is_some_and(|(_, n)| (0..n).contains(&p.partition_index)) {
-                    ResponseError::UnknownTopicOrPartition.code()
-                } else if p
-                    .committed_metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
+                let metadata = p.committed_metadata.as_deref();
+                let error = match group_error
+                    .and_then(|()| self.check_offset(known, p.partition_index, metadata))
                 {
-                    ResponseError::OffsetMetadataTooLarge.code()
-                } else {
-                    records.push(GroupRecord::put(
-                        RecordKey::PendingOffset {
-                            group: group.clone(),
-                            topic: t.name.to_string(),
-                            partition: p.partition_index,
-                            producer_id: req.producer_id.0,
-                        },
-                        RecordValue::Offset(OffsetValue {
-                            offset: p.committed_offset,
-                            leader_epoch: p.committed_leader_epoch,
-                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                            commit_ms: now_ms,
-                        }),
-                    ));
-                    0
+                    Err(e) => e,
+                    Ok(()) => {
+                        records.push(GroupRecord::put(
+                            RecordKey::PendingOffset {
+                                group: group.clone(),
+                                topic: t.name.to_string(),
+                                partition: p.partition_index,
+                                producer_id: req.producer_id.0,
+                            },
+                            offset_value(
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                metadata,
+                                now_ms,
+                            ),
+                        ));
+                        0
+                    }
                 };
                 out.partitions.push(
                     TxnOffsetCommitResponsePartition::default()

@@ -28,9 +28,7 @@ use kafka_protocol::messages::{
     MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -471,17 +469,7 @@ pub fn producer_batch(records: &[TestRecord], pid: i64, epoch: i16, seq: i32) ->
             headers: IndexMap::new(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode a record batch");
-    let bytes = buf.freeze();
+    let bytes = strata_protocol::batch::encode_uncompressed(&records);
     let info = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
     assert_eq!(info.len(), 1, "test harness: expected one batch");
     assert_eq!(info[0].record_count as usize, records.len());
