@@ -52,6 +52,8 @@ pub struct BrokerConfig {
     pub transactions: TxnConfig,
     /// `transaction.state.log.num.partitions`
     pub transaction_state_partitions: i32,
+    /// `producer.id.expiration.ms`
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for BrokerConfig {
@@ -72,6 +74,7 @@ impl Default for BrokerConfig {
             offsets_compaction_records_min: 10_000,
             transactions: TxnConfig::default(),
             transaction_state_partitions: 50,
+            producer_id_expiration_ms: 86_400_000,
         }
     }
 }
@@ -99,6 +102,7 @@ impl Broker {
             config.offsets_topic_partitions,
             config.offsets_compaction_records_min,
         );
+        let producers = producers::Producers::new(config.producer_id_expiration_ms);
         Arc::new_cyclic(|weak| Broker {
             txns: transactions::TxnCoordinator::new(
                 config.transactions.clone(),
@@ -111,7 +115,7 @@ impl Broker {
             meta,
             fetch_sessions,
             groups,
-            producers: producers::Producers::default(),
+            producers,
         })
     }
 }

@@ -38,6 +38,8 @@ struct Producer {
     batches: VecDeque<Kept>,
     /// The first offset of its open transaction on this partition.
     txn_first_offset: Option<i64>,
+    /// The newest timestamp of its batches and markers: it expires this long after.
+    last_ms: i64,
 }
 
 impl Producer {
@@ -46,6 +48,7 @@ impl Producer {
             epoch,
             batches: VecDeque::new(),
             txn_first_offset: None,
+            last_ms: i64::MIN,
         }
     }
 }
@@ -87,6 +90,8 @@ pub struct ProducerStates {
     open: BTreeMap<i64, i64>,
     /// Aborted transactions in marker order.
     aborted: Vec<AbortedTxn>,
+    /// When [`ProducerStates::expire`] last ran.
+    expired_at_ms: Option<i64>,
 }
 
 impl ProducerStates {
@@ -199,6 +204,7 @@ impl ProducerStates {
             p.epoch = h.producer_epoch;
             p.batches.clear();
         }
+        p.last_ms = p.last_ms.max(h.max_timestamp);
         if h.is_transactional() && p.txn_first_offset.is_none() && base_offset >= 0 {
             p.txn_first_offset = Some(base_offset);
             self.open.insert(base_offset, h.producer_id);
@@ -233,8 +239,16 @@ impl ProducerStates {
         }
     }
 
-    /// Records a marker appended at `offset`: the producer's open transaction, if any, ends.
-    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, commit: bool, offset: i64) {
+    /// Records a marker appended at `offset` at `timestamp_ms`: the producer's open
+    /// transaction, if any, ends.
+    pub fn record_marker(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        offset: i64,
+        timestamp_ms: i64,
+    ) {
         let p = self
             .producers
             .entry(producer_id)
@@ -243,6 +257,7 @@ impl ProducerStates {
             p.epoch = epoch;
             p.batches.clear();
         }
+        p.last_ms = p.last_ms.max(timestamp_ms);
         if let Some(first_offset) = p.txn_first_offset.take() {
             self.open.remove(&first_offset);
             if !commit {
@@ -270,6 +285,24 @@ impl ProducerStates {
             .filter(|a| a.last_offset >= from && a.first_offset < to)
             .copied()
             .collect()
+    }
+
+    /// Kafka's `producer.id.expiration.ms`: forgets producers without an open transaction
+    /// whose newest batch is `expiration_ms` old; such a producer is then unknown here, and may
+    /// start at any sequence. Runs at most once every `check_interval_ms`.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64, check_interval_ms: i64) -> usize {
+        if self
+            .expired_at_ms
+            .is_some_and(|at| now_ms - at < check_interval_ms)
+        {
+            return 0;
+        }
+        self.expired_at_ms = Some(now_ms);
+        let before = self.producers.len();
+        self.producers.retain(|_, p| {
+            p.txn_first_offset.is_some() || p.last_ms.saturating_add(expiration_ms) > now_ms
+        });
+        before - self.producers.len()
     }
 
     /// Forgets aborted transactions wholly before `start_offset` (retention removed them).
@@ -459,9 +492,9 @@ mod tests {
             ResponseError::InvalidTxnState,
             "a plain write inside an open transaction"
         );
-        s.record_marker(1, 0, false, 6);
+        s.record_marker(1, 0, false, 6, 0);
         assert_eq!(s.last_stable_offset(7), 4);
-        s.record_marker(2, 0, true, 7);
+        s.record_marker(2, 0, true, 7, 0);
         assert_eq!(s.last_stable_offset(8), 8);
         assert!(!s.in_transaction(1, 0));
         let aborted = AbortedTxn {
@@ -474,7 +507,7 @@ mod tests {
         assert!(s.aborted_between(7, 8).is_empty());
         assert!(s.aborted_between(0, 2).is_empty());
         // A marker with a newer epoch fences the older one.
-        s.record_marker(2, 1, false, 8);
+        s.record_marker(2, 1, false, 8, 0);
         assert_eq!(
             s.check_marker(2, 0),
             Err(ResponseError::InvalidProducerEpoch)
@@ -485,5 +518,30 @@ mod tests {
         );
         s.trim(7);
         assert!(s.aborted_between(0, 8).is_empty());
+    }
+
+    #[test]
+    fn idle_producers_expire_but_not_inside_a_transaction() {
+        let mut s = ProducerStates::default();
+        let at = |h: BatchHeader, ms: i64| BatchHeader {
+            max_timestamp: ms,
+            ..h
+        };
+        append(&mut s, &at(batch(1, 0, 0, 1), 1_000), 0);
+        append(&mut s, &at(txn_batch(2, 0, 0, 1), 1_000), 1);
+        append(&mut s, &at(batch(3, 0, 0, 1), 5_000), 2);
+        assert_eq!(
+            s.expire(10_000, 8_000, 60_000),
+            1,
+            "producer 1 is idle for 9 s"
+        );
+        assert_eq!(s.len(), 2, "2 has an open transaction, 3 is recent");
+        // Unknown again: any sequence goes.
+        assert_eq!(s.check(&batch(1, 0, 40, 1)), Ok(Verdict::Append));
+        assert_eq!(
+            s.expire(11_000, 1, 60_000),
+            0,
+            "not checked again within the interval"
+        );
     }
 }

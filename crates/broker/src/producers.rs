@@ -20,14 +20,27 @@ const LOAD_READ_BYTES: usize = 8 << 20;
 /// A partition's producer state; `None` until loaded. Held across a check and its append.
 pub type PartitionProducers = OwnedMutexGuard<Option<ProducerStates>>;
 
-#[derive(Default)]
+/// How often a partition's idle producers are looked for.
+const EXPIRY_CHECK_MS: i64 = 60_000;
+
 pub struct Producers {
+    /// `producer.id.expiration.ms`
+    expiration_ms: i64,
     /// The unused part of this broker's block of producer ids: `[next, end)`.
     ids: AsyncMutex<(i64, i64)>,
     partitions: Mutex<HashMap<StreamId, Arc<AsyncMutex<Option<ProducerStates>>>>>,
 }
 
 impl Producers {
+    pub fn new(expiration_ms: i64) -> Producers {
+        assert!(expiration_ms > 0);
+        Producers {
+            expiration_ms,
+            ids: AsyncMutex::new((0, 0)),
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// A producer id never handed out before, by any broker.
     pub async fn next_id(&self, broker: &Broker) -> Result<i64, (i16, String)> {
         let mut ids = self.ids.lock().await;
@@ -63,6 +76,18 @@ impl Producers {
         let mut guard = cell.lock_owned().await;
         if guard.is_none() {
             *guard = Some(load(engine, stream_id).await?);
+        }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let states = guard.as_mut().expect("loaded above");
+        let expired = states.expire(
+            now_ms,
+            self.expiration_ms,
+            EXPIRY_CHECK_MS.min(self.expiration_ms),
+        );
+        if expired > 0 {
+            tracing::debug!(stream_id, expired, "expired idle producers");
         }
         Ok(guard)
     }
@@ -121,6 +146,7 @@ async fn load(engine: &Engine, stream_id: StreamId) -> Result<ProducerStates, St
                             h.producer_epoch,
                             commit,
                             h.base_offset,
+                            h.max_timestamp,
                         );
                     }
                 } else {

@@ -145,6 +145,10 @@ pub struct Settings {
         env = "STRATA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS"
     )]
     pub transaction_abort_timed_out_transaction_cleanup_interval_ms: Option<u64>,
+    /// Kafka's producer.id.expiration.ms: a partition forgets an idle producer's sequences
+    /// after this long. Default 86400000 (1 day).
+    #[arg(long, env = "STRATA_PRODUCER_ID_EXPIRATION_MS")]
+    pub producer_id_expiration_ms: Option<i64>,
     /// Kafka's transactional.id.expiration.ms. Default 604800000 (7 days).
     #[arg(long, env = "STRATA_TRANSACTIONAL_ID_EXPIRATION_MS")]
     pub transactional_id_expiration_ms: Option<u64>,
@@ -186,6 +190,7 @@ pub struct Config {
     pub offsets_compaction_records: usize,
     pub transactions: TxnConfig,
     pub transaction_state_partitions: i32,
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Config {
@@ -288,12 +293,20 @@ impl Config {
                 .or(file.offsets_compaction_records)
                 .unwrap_or(10_000),
             transactions,
+            producer_id_expiration_ms: cli
+                .producer_id_expiration_ms
+                .or(file.producer_id_expiration_ms)
+                .unwrap_or(86_400_000),
             transaction_state_partitions: cli
                 .transaction_state_log_num_partitions
                 .or(file.transaction_state_log_num_partitions)
                 .unwrap_or(50),
             data_dir,
         };
+        anyhow::ensure!(
+            config.producer_id_expiration_ms >= 1,
+            "producer-id-expiration-ms must be at least 1"
+        );
         anyhow::ensure!(
             config.transaction_state_partitions >= 1,
             "transaction-state-log-num-partitions must be at least 1"

@@ -93,6 +93,7 @@ pub async fn run(
             offsets_compaction_records_min: config.offsets_compaction_records,
             transactions: config.transactions.clone(),
             transaction_state_partitions: config.transaction_state_partitions,
+            producer_id_expiration_ms: config.producer_id_expiration_ms,
             ..BrokerConfig::default()
         },
         engine.clone(),

@@ -124,3 +124,24 @@ async fn idempotent_produce_follows_kafkas_rules_across_a_restart() {
     let offsets: Vec<i64> = records.iter().map(|(o, _)| *o).collect();
     assert_eq!(offsets, (0..13).collect::<Vec<i64>>());
 }
+
+#[tokio::test]
+async fn idle_producers_expire_after_producer_id_expiration_ms() {
+    let b = Broker::start(BrokerOptions {
+        extra_args: vec!["--producer-id-expiration-ms".into(), "1000".into()],
+        ..BrokerOptions::default()
+    })
+    .await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "idle", 1, &[]).await;
+    let (pid, epoch) = init_producer_id(&mut c, 4).await;
+    let first = produce_batch(&mut c, "idle", idempotent_batch(pid, epoch, 0, 5)).await;
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+    let gap = produce_batch(&mut c, "idle", idempotent_batch(pid, epoch, 20, 1)).await;
+    assert_eq!(gap.error_code, err(ResponseError::OutOfOrderSequenceNumber));
+    // Idle past producer.id.expiration.ms: the partition forgot the producer, which may now
+    // start anywhere, as in Kafka.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let after = produce_batch(&mut c, "idle", idempotent_batch(pid, epoch, 20, 1)).await;
+    assert_eq!((after.error_code, after.base_offset), (0, 5));
+}

@@ -63,7 +63,7 @@ pub async fn write_marker(
                 copy.freeze()
             })
             .map_err(|e| errors::storage(&e))?;
-        states.record_marker(producer_id, epoch, commit, appended.base_offset());
+        states.record_marker(producer_id, epoch, commit, appended.base_offset(), now);
         appended
     };
     appended.durable().await.map_err(|e| errors::storage(&e))

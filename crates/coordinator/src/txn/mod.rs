@@ -10,7 +10,9 @@
 //! 2. While a transaction is prepared, nothing else changes it: every call gets
 //!    CONCURRENT_TRANSACTIONS until it completes.
 //! 3. A loaded shard owes the markers of every prepared transaction: they are written again
-//!    (markers are idempotent for a partition: a second one finds no open transaction).
+//!    (markers are idempotent for a partition: a second one finds no open transaction). So
+//!    does a shard whose markers for a transaction have not completed after
+//!    [`MARKERS_RESEND_MS`]: the timeout check hands them out again.
 
 pub mod ops;
 pub mod records;
@@ -18,7 +20,7 @@ pub mod records;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use records::{TxnRecord, TxnState, TxnValue};
 
@@ -45,6 +47,9 @@ impl Default for TxnConfig {
     }
 }
 
+/// How long a prepared transaction may wait for its markers before they are handed out again.
+pub const MARKERS_RESEND_MS: u64 = 30_000;
+
 /// Markers to write: `commit` or abort for `producer_id` at `producer_epoch` on every one of
 /// `partitions`, then [`TxnShard::complete`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +67,9 @@ pub struct TxnShard {
     pub(crate) config: TxnConfig,
     pub(crate) txns: BTreeMap<String, TxnValue>,
     next_check_ms: Option<u64>,
+    /// When markers were last handed out for each prepared transaction (not persisted: a load
+    /// hands them all out).
+    markers_sent_ms: HashMap<String, u64>,
 }
 
 impl TxnShard {
@@ -70,6 +78,7 @@ impl TxnShard {
             config,
             txns: BTreeMap::new(),
             next_check_ms: None,
+            markers_sent_ms: HashMap::new(),
         }
     }
 
@@ -92,6 +101,36 @@ impl TxnShard {
         fx.records.push(record);
     }
 
+    /// The job for a prepared transaction, noting when it was handed out.
+    pub(crate) fn send_markers(&mut self, now_ms: u64, id: &str) -> MarkerJob {
+        self.markers_sent_ms.insert(id.to_string(), now_ms);
+        Self::job(id, &self.txns[id])
+    }
+
+    /// Hands out again the markers of transactions prepared long ago and still not complete.
+    fn resend_stale_markers(&mut self, now_ms: u64, fx: &mut TxnEffects) {
+        let stale: Vec<String> = self
+            .txns
+            .iter()
+            .filter(|(id, v)| {
+                v.state.is_prepared()
+                    && self
+                        .markers_sent_ms
+                        .get(*id)
+                        .is_none_or(|at| at + MARKERS_RESEND_MS <= now_ms)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            tracing::warn!(
+                transactional_id = id,
+                "transaction markers not complete; writing them again"
+            );
+            let job = self.send_markers(now_ms, &id);
+            fx.outputs.push(job);
+        }
+    }
+
     fn job(id: &str, v: &TxnValue) -> MarkerJob {
         assert!(v.state.is_prepared());
         MarkerJob {
@@ -111,9 +150,13 @@ impl CoordinatorShard for TxnShard {
     fn replay(&mut self, record: &TxnRecord) {
         match &record.value {
             Some(v) => {
+                if !v.state.is_prepared() {
+                    self.markers_sent_ms.remove(&record.transactional_id);
+                }
                 self.txns.insert(record.transactional_id.clone(), v.clone());
             }
             None => {
+                self.markers_sent_ms.remove(&record.transactional_id);
                 self.txns.remove(&record.transactional_id);
             }
         }
@@ -121,10 +164,15 @@ impl CoordinatorShard for TxnShard {
 
     fn loaded(&mut self, now_ms: u64) -> Vec<MarkerJob> {
         self.next_check_ms = Some(now_ms + self.config.abort_check_interval_ms);
-        self.txns
+        let prepared: Vec<String> = self
+            .txns
             .iter()
             .filter(|(_, v)| v.state.is_prepared())
-            .map(|(id, v)| Self::job(id, v))
+            .map(|(id, _)| id.clone())
+            .collect();
+        prepared
+            .iter()
+            .map(|id| self.send_markers(now_ms, id))
             .collect()
     }
 
@@ -135,6 +183,7 @@ impl CoordinatorShard for TxnShard {
     fn tick(&mut self, now_ms: u64, _topics: &dyn TopicLookup) -> TxnEffects {
         let mut fx = TxnEffects::default();
         if self.next_check_ms.is_some_and(|at| at <= now_ms) {
+            self.resend_stale_markers(now_ms, &mut fx);
             self.abort_timed_out(now_ms, &mut fx);
             self.expire_ids(now_ms, &mut fx);
             self.next_check_ms = Some(now_ms + self.config.abort_check_interval_ms);

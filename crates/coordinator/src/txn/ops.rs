@@ -70,8 +70,8 @@ impl TxnShard {
                 next.producer_epoch = v.producer_epoch.saturating_add(1);
                 next.last_producer_epoch = NO_EPOCH;
                 next.state = TxnState::PrepareAbort;
-                fx.outputs.push(Self::job(id, &next));
                 self.put(&mut fx, id, Some(next));
+                fx.outputs.push(self.send_markers(now_ms, id));
                 return (Err(E::ConcurrentTransactions), fx);
             }
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {}
@@ -204,9 +204,8 @@ impl TxnShard {
                     TxnState::PrepareAbort
                 };
                 next.update_ms = now_ms;
-                let job = Self::job(id, &next);
                 self.put(&mut fx, id, Some(next));
-                (Ok(Some(job)), fx)
+                (Ok(Some(self.send_markers(now_ms, id))), fx)
             }
             s if decided(s) == Some(commit) && !s.is_prepared() => (Ok(None), fx),
             s if decided(s) == Some(commit) => (Err(E::ConcurrentTransactions), fx),
@@ -268,8 +267,8 @@ impl TxnShard {
                 producer_id = next.producer_id,
                 "aborting a transaction past its timeout"
             );
-            fx.outputs.push(Self::job(&id, &next));
             self.put(fx, &id, Some(next));
+            fx.outputs.push(self.send_markers(now_ms, &id));
         }
     }
 

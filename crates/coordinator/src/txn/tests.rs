@@ -202,6 +202,12 @@ fn timed_out_transactions_are_aborted_and_their_producer_fenced() {
     let mut again = h.replayed();
     let owed = again.loaded(62_000);
     assert_eq!(owed, fx.outputs);
+
+    // Markers that never complete are handed out again, once per resend interval.
+    let mut checks = |at: u64| h.shard.tick(at, &NoTopics).outputs;
+    assert!(checks(71_000).is_empty(), "sent 10 s ago");
+    assert_eq!(checks(61_000 + MARKERS_RESEND_MS), fx.outputs);
+    assert!(checks(61_000 + MARKERS_RESEND_MS + 10_000).is_empty());
 }
 
 #[test]
