@@ -289,8 +289,15 @@ impl ProducerStates {
 
     /// Kafka's `producer.id.expiration.ms`: forgets producers without an open transaction
     /// whose newest batch is `expiration_ms` old; such a producer is then unknown here, and may
-    /// start at any sequence. Runs at most once every `check_interval_ms`.
-    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64, check_interval_ms: i64) -> usize {
+    /// start at any sequence. Also forgets aborted transactions before `start_offset`, which
+    /// retention removed. Runs at most once every `check_interval_ms`.
+    pub fn expire(
+        &mut self,
+        now_ms: i64,
+        expiration_ms: i64,
+        check_interval_ms: i64,
+        start_offset: i64,
+    ) -> usize {
         if self
             .expired_at_ms
             .is_some_and(|at| now_ms - at < check_interval_ms)
@@ -298,6 +305,7 @@ impl ProducerStates {
             return 0;
         }
         self.expired_at_ms = Some(now_ms);
+        self.trim(start_offset);
         let before = self.producers.len();
         self.producers.retain(|_, p| {
             p.txn_first_offset.is_some() || p.last_ms.saturating_add(expiration_ms) > now_ms
@@ -306,7 +314,7 @@ impl ProducerStates {
     }
 
     /// Forgets aborted transactions wholly before `start_offset` (retention removed them).
-    pub fn trim(&mut self, start_offset: i64) {
+    fn trim(&mut self, start_offset: i64) {
         self.aborted.retain(|a| a.last_offset >= start_offset);
     }
 
@@ -516,7 +524,8 @@ mod tests {
             code(s.check(&txn_batch(2, 0, 1, 1))),
             ResponseError::InvalidProducerEpoch
         );
-        s.trim(7);
+        // Retention moved the start past the aborted transaction: it is forgotten.
+        s.expire(0, i64::MAX, 0, 7);
         assert!(s.aborted_between(0, 8).is_empty());
     }
 
@@ -531,7 +540,7 @@ mod tests {
         append(&mut s, &at(txn_batch(2, 0, 0, 1), 1_000), 1);
         append(&mut s, &at(batch(3, 0, 0, 1), 5_000), 2);
         assert_eq!(
-            s.expire(10_000, 8_000, 60_000),
+            s.expire(10_000, 8_000, 60_000, 0),
             1,
             "producer 1 is idle for 9 s"
         );
@@ -539,7 +548,7 @@ mod tests {
         // Unknown again: any sequence goes.
         assert_eq!(s.check(&batch(1, 0, 40, 1)), Ok(Verdict::Append));
         assert_eq!(
-            s.expire(11_000, 1, 60_000),
+            s.expire(11_000, 1, 60_000, 0),
             0,
             "not checked again within the interval"
         );

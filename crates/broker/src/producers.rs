@@ -81,10 +81,12 @@ impl Producers {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let states = guard.as_mut().expect("loaded above");
+        let start_offset = engine.offsets(stream_id).map_or(0, |o| o.start_offset);
         let expired = states.expire(
             now_ms,
             self.expiration_ms,
             EXPIRY_CHECK_MS.min(self.expiration_ms),
+            start_offset,
         );
         if expired > 0 {
             tracing::debug!(stream_id, expired, "expired idle producers");

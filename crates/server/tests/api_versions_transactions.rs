@@ -753,6 +753,20 @@ async fn write_txn_markers_and_bad_transactional_input() {
             .error_code,
         err(ResponseError::InvalidRecord)
     );
+    // Coordinator logs are not for clients to write.
+    find_coordinator_for(&mut c).await;
+    let internal = produce_to(
+        &mut c,
+        None,
+        "__transaction_state",
+        0,
+        txn_batch(&t, 0, &vals("x", 1)),
+    )
+    .await;
+    assert_eq!(
+        internal.error_code,
+        err(ResponseError::InvalidTopicException)
+    );
     // A transactional batch without the request's transactional id cannot be verified.
     assert_eq!(
         produce_to(&mut c, None, "bad", 0, txn_batch(&t, 0, &vals("x", 1)))
@@ -797,4 +811,17 @@ async fn write_txn_markers_and_bad_transactional_input() {
         vec!["keep-v0".to_string(), "keep-v1".to_string()]
     );
     assert_eq!(data.last_stable_offset, data.high_watermark);
+}
+
+/// Makes sure `__transaction_state` exists (FindCoordinator starts the coordinator).
+async fn find_coordinator_for(c: &mut Client) {
+    let r = c
+        .send(
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key_type(1)
+                .with_key(str("bad-1")),
+        )
+        .await;
+    assert_eq!(r.error_code, 0);
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse};
 
-use crate::transactions::{markers, requests};
+use crate::transactions::requests;
 use crate::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, version: i16, req: EndTxnRequest) -> EndTxnResponse {
@@ -32,8 +32,8 @@ async fn end(broker: &Arc<Broker>, version: i16, req: &EndTxnRequest) -> Result<
     // Its own task: a client that goes away does not stop its markers halfway.
     let broker = broker.clone();
     let id = job.transactional_id.clone();
-    let done = tokio::spawn(async move { markers::complete(&broker, job).await }).await;
-    if !matches!(done, Ok(Ok(()))) {
+    let done = tokio::spawn(async move { broker.txns.write_markers(&broker, job).await }).await;
+    if !matches!(done, Ok(Some(Ok(())))) {
         // The outcome is durable and the coordinator writes the markers again later (invariant
         // 3 of the transaction shard): the client is told it succeeded, as Kafka tells it right
         // after the prepare record, and its next request waits on CONCURRENT_TRANSACTIONS.

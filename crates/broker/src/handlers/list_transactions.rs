@@ -49,9 +49,13 @@ pub async fn handle(broker: &Broker, req: ListTransactionsRequest) -> ListTransa
                     })
                     .filter(|(_, v)| pids.is_empty() || pids.contains(&v.producer_id))
                     .filter(|(_, v)| {
-                        duration_ms < 0
-                            || (v.state == TxnState::Ongoing
-                                && now_ms - v.start_ms as i64 >= duration_ms)
+                        // Kafka compares with the last transaction's start (-1 if none).
+                        let start_ms = if v.start_ms == 0 {
+                            -1
+                        } else {
+                            v.start_ms as i64
+                        };
+                        duration_ms < 0 || now_ms - start_ms >= duration_ms
                     })
                     .map(|(id, v)| (id.clone(), v.producer_id, v.state.name()))
                     .collect::<Vec<_>>()

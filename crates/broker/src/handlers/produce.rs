@@ -17,7 +17,9 @@ use strata_protocol::batch::{stamp, validate_batches, BatchHeader};
 use strata_storage::{Appended, StorageError};
 use uuid::Uuid;
 
+use crate::groups::OFFSETS_TOPIC;
 use crate::producer_state::Plan;
+use crate::transactions::TRANSACTION_STATE_TOPIC;
 use crate::{errors, topics, Broker};
 
 type PartitionError = (i16, Option<String>);
@@ -132,6 +134,13 @@ async fn sequence_partition(
     records: Option<Bytes>,
     transactional_id: &Option<String>,
 ) -> Result<Sequenced, PartitionError> {
+    if topic == OFFSETS_TOPIC || topic == TRANSACTION_STATE_TOPIC {
+        // Coordinators replay these logs: clients may not write to them, as in Kafka.
+        return Err((
+            ResponseError::InvalidTopicException.code(),
+            Some(format!("Cannot append to internal topic {topic}")),
+        ));
+    }
     let (target, batch_bytes_max, append_time) = {
         let image = broker.meta.image().read();
         let t = image

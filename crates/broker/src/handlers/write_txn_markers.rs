@@ -62,7 +62,7 @@ async fn write(
             return ResponseError::UnknownTopicOrPartition.code();
         };
         return match shard
-            .call(move |s, now_ms, _| ((), s.complete_txn(now_ms, pid, commit)))
+            .call(move |s, now_ms, _| ((), s.complete_txn(now_ms, pid, epoch, commit)))
             .await
         {
             Ok(()) => 0,

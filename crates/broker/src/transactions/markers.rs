@@ -124,9 +124,9 @@ async fn write_one(
         let Some(shard) = shard.get(partition as usize) else {
             return Ok(());
         };
-        let (pid, commit) = (job.producer_id, job.commit);
+        let (pid, epoch, commit) = (job.producer_id, job.producer_epoch, job.commit);
         return shard
-            .call(move |s, now_ms, _| ((), s.complete_txn(now_ms, pid, commit)))
+            .call(move |s, now_ms, _| ((), s.complete_txn(now_ms, pid, epoch, commit)))
             .await;
     }
     let stream_id = {

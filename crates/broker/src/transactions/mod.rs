@@ -5,8 +5,11 @@
 pub mod markers;
 pub mod requests;
 
+use std::collections::HashSet;
 use std::ops::Deref;
 use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use strata_coordinator::txn::{MarkerJob, TxnConfig, TxnShard};
 
@@ -19,6 +22,8 @@ pub type TxnShardHandle = ShardHandle<TxnShard>;
 
 pub struct TxnCoordinator {
     inner: Coordinator<TxnShard>,
+    /// Transactional ids whose markers are being written: one job per transaction at a time.
+    writing: Arc<Mutex<HashSet<String>>>,
 }
 
 impl TxnCoordinator {
@@ -37,7 +42,28 @@ impl TxnCoordinator {
         };
         TxnCoordinator {
             inner: Coordinator::new(settings, partitions),
+            writing: Arc::default(),
         }
+    }
+
+    /// Writes a job's markers and completes its transaction, unless a job for the same
+    /// transaction is still running (a resend, or a reload, while the first one retries):
+    /// two jobs could otherwise land a stale marker in the producer's next transaction.
+    /// Returns `None` when it did not run.
+    pub async fn write_markers(&self, broker: &Broker, job: MarkerJob) -> Option<Result<(), i16>> {
+        let id = job.transactional_id.clone();
+        if !self.writing.lock().insert(id.clone()) {
+            return None;
+        }
+        // Released however the job ends, a dropped future included.
+        struct Writing<'a>(&'a Mutex<HashSet<String>>, String);
+        impl Drop for Writing<'_> {
+            fn drop(&mut self) {
+                self.0.lock().remove(&self.1);
+            }
+        }
+        let _writing = Writing(&self.writing, id);
+        Some(markers::complete(broker, job).await)
     }
 }
 
@@ -59,7 +85,7 @@ impl OutputSink<MarkerJob> for MarkerWriter {
     fn deliver(&self, job: MarkerJob) {
         if let Some(broker) = self.broker.upgrade() {
             tokio::spawn(async move {
-                if let Err(code) = markers::complete(&broker, job).await {
+                if let Some(Err(code)) = broker.txns.write_markers(&broker, job).await {
                     tracing::warn!(code, "transaction markers not completed");
                 }
             });

@@ -173,6 +173,9 @@ pub struct GroupShard {
     pub(crate) offsets: BTreeMap<String, BTreeMap<(String, i32), OffsetValue>>,
     /// Offsets committed in open transactions, by producer id.
     pub(crate) pending: txn_offsets::Pending,
+    /// The newest epoch of a marker applied here, by producer id (in memory only; see
+    /// `txn_offsets`).
+    pub(crate) marker_epochs: std::collections::HashMap<i64, i16>,
     pub(crate) timers: Timers,
     pub(crate) new_id: Box<dyn FnMut() -> Uuid + Send>,
 }
@@ -189,6 +192,7 @@ impl GroupShard {
             groups: BTreeMap::new(),
             offsets: BTreeMap::new(),
             pending: BTreeMap::new(),
+            marker_epochs: std::collections::HashMap::new(),
             timers: Timers::default(),
             new_id,
         }

@@ -59,7 +59,7 @@ impl GroupShard {
     ) -> (OffsetCommitResponse, Effects) {
         let mut fx = Effects::default();
         let group_id = req.group_id.to_string();
-        let group_error = self.validate_commit(now_ms, version, req);
+        let group_error = self.validate_commit(now_ms, version, req, false);
         let mut records = Vec::new();
         let mut response = OffsetCommitResponse::default();
         for t in &req.topics {
@@ -121,11 +121,16 @@ impl GroupShard {
 
     /// Kafka's checks of who may commit for a group; makes a simple group for commits from
     /// outside group management.
+    ///
+    /// A `transactional` commit (TxnOffsetCommit) follows Kafka's branch for them: older
+    /// versions name no member, so a commit without one is accepted on a live group, and the
+    /// group's rebalance state is not enforced.
     pub(crate) fn validate_commit(
         &mut self,
         now_ms: u64,
         version: i16,
         req: &OffsetCommitRequest,
+        transactional: bool,
     ) -> Result<(), i16> {
         let group_id = req.group_id.to_string();
         let generation = req.generation_id_or_member_epoch;
@@ -153,6 +158,11 @@ impl GroupShard {
                     return Ok(());
                 }
                 let instance_id = req.group_instance_id.as_ref().map(|i| i.to_string());
+                let names_member =
+                    generation >= 0 || !member_id.is_empty() || instance_id.is_some();
+                if transactional && !names_member {
+                    return Ok(());
+                }
                 if let Some(e) = fenced_instance(g, &instance_id, &member_id) {
                     return Err(e);
                 }
@@ -162,7 +172,7 @@ impl GroupShard {
                 if generation != g.generation {
                     return Err(code(ResponseError::IllegalGeneration));
                 }
-                if g.state == ClassicState::CompletingRebalance {
+                if !transactional && g.state == ClassicState::CompletingRebalance {
                     return Err(code(ResponseError::RebalanceInProgress));
                 }
                 // A commit is as good as a heartbeat.
@@ -183,6 +193,11 @@ impl GroupShard {
                 let Some(m) = g.members.get(&member_id) else {
                     return Err(code(ResponseError::UnknownMemberId));
                 };
+                if transactional {
+                    // Kafka answers a transactional commit's stale epoch as a generation.
+                    return check_epoch(m, generation)
+                        .map_err(|_| code(ResponseError::IllegalGeneration));
+                }
                 if version < 9 && !m.is_classic() {
                     // Members of the consumer protocol commit with their epoch (v9 and later).
                     return Err(code(ResponseError::UnsupportedVersion));

@@ -432,8 +432,8 @@ fn transactional_offsets_apply_only_when_their_transaction_commits() {
         ResponseError::UnknownTopicOrPartition.code()
     );
 
-    let commit_fx = g.complete_txn(2, 5, true);
-    let abort_fx = g.complete_txn(2, 6, false);
+    let commit_fx = g.complete_txn(2, 5, 0, true);
+    let abort_fx = g.complete_txn(2, 6, 0, false);
     assert_eq!(
         commit_fx.records.len(),
         2,
@@ -444,7 +444,7 @@ fn transactional_offsets_apply_only_when_their_transaction_commits() {
     assert_eq!((c[0].1[0].offset, c[0].1[0].error), (10, 0));
     assert_eq!((c[0].1[1].offset, c[0].1[1].error), (-1, 0));
     assert!(
-        g.complete_txn(3, 5, true).records.is_empty(),
+        g.complete_txn(3, 5, 0, true).records.is_empty(),
         "a second marker changes nothing"
     );
 
@@ -455,7 +455,7 @@ fn transactional_offsets_apply_only_when_their_transaction_commits() {
         fresh.replay(&r);
     }
     assert!(fresh.has_pending("eos", "t", 2));
-    fresh.complete_txn(5, 7, true);
+    fresh.complete_txn(5, 7, 0, true);
     assert_eq!(
         fresh.offset_fetch("eos", Some(vec![("t".into(), vec![2])]), true)[0].1[0].offset,
         30

@@ -1,9 +1,17 @@
 //! Offsets committed inside transactions (TxnOffsetCommit): kept aside as pending records
 //! until the transaction's marker reaches this partition, then written as committed offsets
 //! (commit) or dropped (abort), in one batch so that a crash sees either all or none.
+//!
+//! A TxnOffsetCommit is checked against its transaction before it reaches this shard, and a
+//! marker may overtake it in between (a new producer instance or a timeout aborted the
+//! transaction with a bumped epoch). So the shard remembers the newest marker epoch per
+//! producer and refuses commits from older epochs: they would otherwise stay pending forever,
+//! or be committed by the producer's next transaction. In memory only: after a restart every
+//! commit is checked against its transaction again first.
 
 use std::collections::BTreeMap;
 
+use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -33,7 +41,15 @@ impl GroupShard {
             .with_generation_id_or_member_epoch(req.generation_id)
             .with_member_id(req.member_id.clone())
             .with_group_instance_id(req.group_instance_id.clone());
-        let group_error = self.validate_commit(now_ms, 9, &as_commit);
+        let fenced = self
+            .marker_epochs
+            .get(&req.producer_id.0)
+            .is_some_and(|e| *e > req.producer_epoch);
+        let group_error = if fenced {
+            Err(ResponseError::InvalidProducerEpoch.code())
+        } else {
+            self.validate_commit(now_ms, 9, &as_commit, true)
+        };
         let mut records = Vec::new();
         let mut response = TxnOffsetCommitResponse::default();
         for t in &req.topics {
@@ -75,9 +91,17 @@ impl GroupShard {
         (response, fx)
     }
 
-    /// The marker of `producer_id`'s transaction reached this partition.
-    pub fn complete_txn(&mut self, now_ms: u64, producer_id: i64, commit: bool) -> Effects {
+    /// The marker of `producer_id`'s transaction, at `epoch`, reached this partition.
+    pub fn complete_txn(
+        &mut self,
+        now_ms: u64,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Effects {
         let mut fx = Effects::default();
+        let newest = self.marker_epochs.entry(producer_id).or_insert(epoch);
+        *newest = (*newest).max(epoch);
         let Some(pending) = self.pending.get(&producer_id) else {
             return fx;
         };
