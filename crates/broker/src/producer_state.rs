@@ -205,9 +205,13 @@ impl ProducerStates {
             p.batches.clear();
         }
         p.last_ms = p.last_ms.max(h.max_timestamp);
-        if h.is_transactional() && p.txn_first_offset.is_none() && base_offset >= 0 {
+        if h.is_transactional() && p.txn_first_offset.is_none() {
             p.txn_first_offset = Some(base_offset);
-            self.open.insert(base_offset, h.producer_id);
+            // Planning records at -1: the transaction is open for the checks that follow, but
+            // holds no offset.
+            if base_offset >= 0 {
+                self.open.insert(base_offset, h.producer_id);
+            }
         }
         if h.base_sequence < 0 {
             return;
@@ -499,6 +503,13 @@ mod tests {
             code(s.check(&batch(1, 0, 3, 1))),
             ResponseError::InvalidTxnState,
             "a plain write inside an open transaction"
+        );
+        assert_eq!(
+            s.plan(&[&txn_batch(3, 0, 0, 1), &batch(3, 0, 1, 1)])
+                .unwrap_err()
+                .0,
+            ResponseError::InvalidTxnState,
+            "one request mixing a transactional and a plain batch"
         );
         s.record_marker(1, 0, false, 6, 0);
         assert_eq!(s.last_stable_offset(7), 4);

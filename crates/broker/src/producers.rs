@@ -106,11 +106,13 @@ impl Producers {
         committed: bool,
         from: i64,
     ) -> Result<(i64, Vec<AbortedTxn>), StorageError> {
+        // Retention may pass an open transaction's first batch: never below the log start.
+        let start_offset = engine.offsets(stream_id)?.start_offset;
         if committed {
             let guard = self.lock(engine, stream_id).await?;
             let states = guard.as_ref().expect("loaded by lock");
             return Ok((
-                states.last_stable_offset(high_watermark),
+                states.last_stable_offset(high_watermark).max(start_offset),
                 states.aborted_between(from, i64::MAX),
             ));
         }
@@ -121,7 +123,8 @@ impl Producers {
                     .ok()
                     .and_then(|g| g.as_ref().map(|s| s.last_stable_offset(high_watermark)))
             })
-            .unwrap_or(high_watermark);
+            .unwrap_or(high_watermark)
+            .max(start_offset);
         Ok((lso, Vec::new()))
     }
 
