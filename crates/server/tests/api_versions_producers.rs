@@ -9,9 +9,8 @@ mod common;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest};
 
 use common::*;
 
@@ -24,20 +23,7 @@ fn idempotent_batch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
 }
 
 async fn produce_batch(c: &mut Client, topic: &str, batch: Bytes) -> PartitionProduceResponse {
-    let r = c
-        .send(
-            9,
-            &ProduceRequest::default()
-                .with_acks(-1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic_name(topic))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch))])]),
-        )
-        .await;
-    r.responses[0].partition_responses[0].clone()
+    produce_raw(c, 9, None, topic, 0, batch).await
 }
 
 async fn init_producer_id(c: &mut Client, version: i16) -> (i64, i16) {

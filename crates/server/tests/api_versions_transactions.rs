@@ -16,11 +16,9 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -100,21 +98,7 @@ async fn produce_to(
     partition: i32,
     batch: Bytes,
 ) -> PartitionProduceResponse {
-    let r = c
-        .send(
-            HELPER_PRODUCE,
-            &ProduceRequest::default()
-                .with_transactional_id(transactional_id.map(|t| str(t).into()))
-                .with_acks(-1)
-                .with_timeout_ms(10_000)
-                .with_topic_data(vec![TopicProduceData::default()
-                    .with_name(topic_name(topic))
-                    .with_partition_data(vec![PartitionProduceData::default()
-                        .with_index(partition)
-                        .with_records(Some(batch))])]),
-        )
-        .await;
-    r.responses[0].partition_responses[0].clone()
+    produce_raw(c, HELPER_PRODUCE, transactional_id, topic, partition, batch).await
 }
 
 async fn produce_txn(
@@ -169,33 +153,6 @@ async fn end_txn(c: &mut Client, version: i16, t: &Txn, commit: bool) -> i16 {
     )
     .await
     .error_code
-}
-
-async fn fetch_isolated(
-    c: &mut Client,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    isolation: i8,
-) -> PartitionData {
-    let r = c
-        .send(
-            HELPER_FETCH,
-            &FetchRequest::default()
-                .with_max_wait_ms(0)
-                .with_min_bytes(0)
-                .with_max_bytes(16 << 20)
-                .with_isolation_level(isolation)
-                .with_topics(vec![FetchTopic::default()
-                    .with_topic(topic_name(topic))
-                    .with_partitions(vec![FetchPartition::default()
-                        .with_partition(partition)
-                        .with_fetch_offset(offset)
-                        .with_partition_max_bytes(8 << 20)])]),
-        )
-        .await;
-    assert_eq!(r.error_code, 0);
-    r.responses[0].partitions[0].clone()
 }
 
 /// What a read_committed client keeps of fetched data, as Kafka's clients do: data records

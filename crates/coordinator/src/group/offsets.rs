@@ -66,28 +66,25 @@ impl GroupShard {
             let known = topics.by_name(&t.name);
             let mut out = OffsetCommitResponseTopic::default().with_name(t.name.clone());
             for p in &t.partitions {
-                let metadata = p.committed_metadata.as_deref();
-                let error = match group_error
-                    .and_then(|()| self.check_offset(known, p.partition_index, metadata))
-                {
-                    Err(e) => e,
-                    Ok(()) => {
-                        records.push(GroupRecord::put(
-                            RecordKey::Offset {
-                                group: group_id.clone(),
-                                topic: t.name.to_string(),
-                                partition: p.partition_index,
-                            },
-                            offset_value(
-                                p.committed_offset,
-                                p.committed_leader_epoch,
-                                metadata,
-                                now_ms,
-                            ),
-                        ));
-                        0
-                    }
+                let key = RecordKey::Offset {
+                    group: group_id.clone(),
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
                 };
+                let value = OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_ms: now_ms,
+                };
+                let error =
+                    match self.commit_record(group_error, known, p.partition_index, key, value) {
+                        Ok(r) => {
+                            records.push(r);
+                            0
+                        }
+                        Err(e) => e,
+                    };
                 out.partitions.push(
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
@@ -102,20 +99,28 @@ impl GroupShard {
         (response, fx)
     }
 
-    /// The per-partition checks of a commit: the partition exists (`known` is the topic's id
-    /// and partition count) and the metadata fits.
-    pub(crate) fn check_offset(
+    /// One partition's commit as the record `key` → `value`, or its error: the group's
+    /// (`group_error`), an unknown partition (`known` is the topic's id and partition count),
+    /// metadata too large.
+    pub(crate) fn commit_record(
         &self,
+        group_error: Result<(), i16>,
         known: Option<(uuid::Uuid, i32)>,
         partition: i32,
-        metadata: Option<&str>,
-    ) -> Result<(), i16> {
+        key: RecordKey,
+        value: OffsetValue,
+    ) -> Result<GroupRecord, i16> {
+        group_error?;
         if !known.is_some_and(|(_, n)| (0..n).contains(&partition)) {
             Err(code(ResponseError::UnknownTopicOrPartition))
-        } else if metadata.is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes) {
+        } else if value
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
+        {
             Err(code(ResponseError::OffsetMetadataTooLarge))
         } else {
-            Ok(())
+            Ok(GroupRecord::put(key, RecordValue::Offset(value)))
         }
     }
 
@@ -413,21 +418,6 @@ impl GroupShard {
             _ => Vec::new(),
         }
     }
-}
-
-/// A committed offset's record value.
-pub(crate) fn offset_value(
-    offset: i64,
-    leader_epoch: i32,
-    metadata: Option<&str>,
-    commit_ms: u64,
-) -> RecordValue {
-    RecordValue::Offset(OffsetValue {
-        offset,
-        leader_epoch,
-        metadata: metadata.map(str::to_string),
-        commit_ms,
-    })
 }
 
 /// A consumer group member's epoch as a request gives it; classic members call it their

@@ -19,7 +19,6 @@ use kafka_protocol::messages::{
     OffsetCommitRequest, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
-use super::offsets::offset_value;
 use super::records::{GroupRecord, OffsetValue, RecordKey, RecordValue};
 use super::{Effects, GroupShard, TopicLookup};
 
@@ -56,29 +55,26 @@ impl GroupShard {
             let known = topics.by_name(&t.name);
             let mut out = TxnOffsetCommitResponseTopic::default().with_name(t.name.clone());
             for p in &t.partitions {
-                let metadata = p.committed_metadata.as_deref();
-                let error = match group_error
-                    .and_then(|()| self.check_offset(known, p.partition_index, metadata))
-                {
-                    Err(e) => e,
-                    Ok(()) => {
-                        records.push(GroupRecord::put(
-                            RecordKey::PendingOffset {
-                                group: group.clone(),
-                                topic: t.name.to_string(),
-                                partition: p.partition_index,
-                                producer_id: req.producer_id.0,
-                            },
-                            offset_value(
-                                p.committed_offset,
-                                p.committed_leader_epoch,
-                                metadata,
-                                now_ms,
-                            ),
-                        ));
-                        0
-                    }
+                let key = RecordKey::PendingOffset {
+                    group: group.clone(),
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    producer_id: req.producer_id.0,
                 };
+                let value = OffsetValue {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_ms: now_ms,
+                };
+                let error =
+                    match self.commit_record(group_error, known, p.partition_index, key, value) {
+                        Ok(r) => {
+                            records.push(r);
+                            0
+                        }
+                        Err(e) => e,
+                    };
                 out.partitions.push(
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)

@@ -596,17 +596,31 @@ pub async fn produce_partition(
     partition: i32,
     recs: &[TestRecord],
 ) -> PartitionProduceResponse {
+    produce_raw(c, version, None, topic, partition, batch(recs)).await
+}
+
+/// One acks=all Produce of `records` (already encoded) to a partition, with the request's
+/// transactional id; returns the partition's answer.
+pub async fn produce_raw(
+    c: &mut Client,
+    version: i16,
+    transactional_id: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> PartitionProduceResponse {
     let response = c
         .send(
             version,
             &ProduceRequest::default()
+                .with_transactional_id(transactional_id.map(|t| str(t).into()))
                 .with_acks(-1)
                 .with_timeout_ms(10_000)
                 .with_topic_data(vec![TopicProduceData::default()
                     .with_name(topic_name(topic))
                     .with_partition_data(vec![PartitionProduceData::default()
                         .with_index(partition)
-                        .with_records(Some(batch(recs)))])]),
+                        .with_records(Some(records))])]),
         )
         .await;
     assert_eq!(response.responses.len(), 1);
@@ -616,6 +630,17 @@ pub async fn produce_partition(
 
 /// One fetch (by name) of a partition from `offset`, returning the partition's data.
 pub async fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64) -> PartitionData {
+    fetch_isolated(c, topic, partition, offset, 0).await
+}
+
+/// [`fetch`] at an isolation level: 0 read_uncommitted, 1 read_committed.
+pub async fn fetch_isolated(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    isolation: i8,
+) -> PartitionData {
     let response = c
         .send(
             HELPER_FETCH,
@@ -623,6 +648,7 @@ pub async fn fetch(c: &mut Client, topic: &str, partition: i32, offset: i64) -> 
                 .with_max_wait_ms(0)
                 .with_min_bytes(0)
                 .with_max_bytes(16 << 20)
+                .with_isolation_level(isolation)
                 .with_topics(vec![FetchTopic::default()
                     .with_topic(topic_name(topic))
                     .with_partitions(vec![FetchPartition::default()
