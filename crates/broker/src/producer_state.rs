@@ -133,8 +133,10 @@ impl ProducerStates {
                     base_offset: k.base_offset,
                 });
             }
-            let expected = p.batches.back().map(|k| next_sequence(k.last_seq));
-            if expected.is_some_and(|e| e != h.base_sequence) {
+            // No batch at this epoch yet: a marker bumped it (KIP-890 transactions version 2),
+            // and the producer starts its sequence again.
+            let expected = p.batches.back().map_or(0, |k| next_sequence(k.last_seq));
+            if expected != h.base_sequence {
                 return Err((
                     ResponseError::OutOfOrderSequenceNumber,
                     format!(
@@ -142,7 +144,7 @@ impl ProducerStates {
                         h.producer_id,
                         h.producer_epoch,
                         h.base_sequence,
-                        expected.unwrap_or_default()
+                        expected
                     ),
                 ));
             }
@@ -538,6 +540,28 @@ mod tests {
         // Retention moved the start past the aborted transaction: it is forgotten.
         s.expire(0, i64::MAX, 0, 7);
         assert!(s.aborted_between(0, 8).is_empty());
+    }
+
+    #[test]
+    fn a_marker_that_bumps_the_epoch_restarts_sequences_and_fences_the_old_epoch() {
+        // KIP-890 transactions version 2: the marker carries the epoch after the producer's.
+        let mut s = ProducerStates::default();
+        append(&mut s, &txn_batch(1, 4, 0, 3), 0);
+        s.record_marker(1, 5, true, 3, 0);
+        assert!(!s.in_transaction(1, 5));
+        assert_eq!(
+            code(s.check(&txn_batch(1, 4, 3, 1))),
+            ResponseError::InvalidProducerEpoch,
+            "a late write of the ended transaction"
+        );
+        assert_eq!(
+            code(s.check(&txn_batch(1, 5, 3, 1))),
+            ResponseError::OutOfOrderSequenceNumber,
+            "the new epoch starts at sequence 0"
+        );
+        append(&mut s, &txn_batch(1, 5, 0, 2), 4);
+        assert!(s.in_transaction(1, 5));
+        assert_eq!(s.last_stable_offset(6), 4);
     }
 
     #[test]

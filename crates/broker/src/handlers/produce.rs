@@ -58,6 +58,12 @@ pub async fn sequence(
 ) -> impl Future<Output = Option<ProduceResponse>> + Send + 'static {
     let acks = request.acks;
     let transactional_id = request.transactional_id.as_ref().map(|t| t.to_string());
+    // KIP-890 transactions version 2: from v12 a transactional produce adds its partition to
+    // the transaction itself, and the client sends no AddPartitionsToTxn.
+    let txn = TxnProduce {
+        id: transactional_id.as_deref(),
+        adds_partitions: version >= 12,
+    };
     // Backpressure applies before anything is sequenced, so order never depends on it.
     let room = if matches!(acks, -1..=1) {
         broker
@@ -90,11 +96,9 @@ pub async fn sequence(
             let sequenced = match (&name, &room) {
                 (None, _) => refused((ResponseError::UnknownTopicId.code(), None)),
                 (_, Err(e)) => refused(e.clone()),
-                (Some(name), Ok(())) => {
-                    sequence_partition(broker, name, p.index, p.records, &transactional_id)
-                        .await
-                        .unwrap_or_else(refused)
-                }
+                (Some(name), Ok(())) => sequence_partition(broker, name, p.index, p.records, txn)
+                    .await
+                    .unwrap_or_else(refused),
             };
             partitions.push(sequenced);
         }
@@ -123,16 +127,24 @@ pub async fn sequence(
     }
 }
 
+/// The transaction a produce request writes for.
+#[derive(Clone, Copy)]
+struct TxnProduce<'a> {
+    id: Option<&'a str>,
+    /// The partition joins the transaction rather than being verified to be in it.
+    adds_partitions: bool,
+}
+
 /// Validates one partition's batches and sequences them into its stream. Batches of idempotent
 /// producers are checked against the partition's producer state first, under its lock; the
-/// first transactional batch of a transaction on the partition is verified with the
-/// transaction coordinator (KIP-890) under the same lock, so no marker can slip in between.
+/// first transactional batch of a transaction on the partition is verified with (or added to)
+/// the transaction coordinator (KIP-890) under the same lock, so no marker can slip in between.
 async fn sequence_partition(
     broker: &Broker,
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
-    transactional_id: &Option<String>,
+    txn: TxnProduce<'_>,
 ) -> Result<Sequenced, PartitionError> {
     if topic == OFFSETS_TOPIC || topic == TRANSACTION_STATE_TOPIC {
         // Coordinators replay these logs: clients may not write to them, as in Kafka.
@@ -195,7 +207,7 @@ async fn sequence_partition(
         }
         if let Some((h, _)) = batches.iter().find(|(h, _)| h.is_transactional()) {
             if !states.in_transaction(h.producer_id, h.producer_epoch) {
-                verify(broker, transactional_id, topic, partition, h).await?;
+                join_transaction(broker, txn, topic, partition, h).await?;
             }
         }
         producers = Some(guard);
@@ -231,10 +243,11 @@ async fn sequence_partition(
 }
 
 /// Asks the transaction coordinator whether the producer added this partition to its open
-/// transaction, answering with the produce errors Kafka gives clients.
-async fn verify(
+/// transaction (or, from Produce v12, adds it), answering with the produce errors Kafka gives
+/// clients.
+async fn join_transaction(
     broker: &Broker,
-    transactional_id: &Option<String>,
+    txn: TxnProduce<'_>,
     topic: &str,
     partition: i32,
     h: &BatchHeader,
@@ -253,7 +266,7 @@ async fn verify(
             )),
         )
     };
-    let Some(id) = transactional_id.clone() else {
+    let Some(id) = txn.id.map(str::to_string) else {
         return Err(not_added());
     };
     let shard = broker
@@ -263,7 +276,15 @@ async fn verify(
         .map_err(|code| retriable(format!("error {code}")))?;
     let (pid, epoch) = (h.producer_id, h.producer_epoch);
     let asked = [(topic.to_string(), partition)];
-    match shard.read(move |s| s.verify(&id, pid, epoch, &asked)).await {
+    let answer = if txn.adds_partitions {
+        shard
+            .call(move |s, now_ms, _| s.add_partitions(now_ms, &id, pid, epoch, &asked))
+            .await
+            .map(|added| added.map(|()| Vec::new()))
+    } else {
+        shard.read(move |s| s.verify(&id, pid, epoch, &asked)).await
+    };
+    match answer {
         Ok(Ok(missing)) if missing.is_empty() => Ok(()),
         Ok(Ok(_)) => Err(not_added()),
         Ok(Err(ResponseError::ProducerFenced)) => Err((

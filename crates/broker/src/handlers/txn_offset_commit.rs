@@ -1,5 +1,7 @@
 //! TxnOffsetCommit: a transactional producer commits a group's offsets; they stay pending in
-//! the group's shard until the transaction's marker applies or drops them.
+//! the group's shard until the transaction's marker applies or drops them. From v5 (KIP-890
+//! transactions version 2) the request adds the group's partition to the transaction itself,
+//! and the client sends no AddOffsetsToTxn.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
@@ -36,10 +38,17 @@ async fn commit(
     let partition = broker.groups.partition_of(broker, &req.group_id).await?;
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     let asked = [(OFFSETS_TOPIC.to_string(), partition)];
-    let missing = txn_shard
-        .read(move |s| s.verify(&id, pid, epoch, &asked))
-        .await?
-        .map_err(|e| requests::code_for(version, 3, e))?;
+    let missing = if version >= 5 {
+        txn_shard
+            .call(move |s, now_ms, _| s.add_partitions(now_ms, &id, pid, epoch, &asked))
+            .await?
+            .map(|()| Vec::new())
+    } else {
+        txn_shard
+            .read(move |s| s.verify(&id, pid, epoch, &asked))
+            .await?
+    }
+    .map_err(|e| requests::code_for(version, 3, e))?;
     if !missing.is_empty() {
         return Err(ResponseError::InvalidTxnState.code());
     }

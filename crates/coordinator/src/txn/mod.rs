@@ -14,8 +14,11 @@
 //!    does a shard whose markers for a transaction have not completed after
 //!    [`MARKERS_RESEND_MS`]: the timeout check hands them out again.
 
+pub mod end;
 pub mod ops;
 pub mod records;
+
+pub use end::{Ended, TxnVersion};
 
 #[cfg(test)]
 mod tests;

@@ -1,16 +1,16 @@
-//! The transaction coordinator's requests, with Kafka's checks in Kafka's order
-//! (`TransactionCoordinator.scala`, transactions version 1: the client never bumps epochs).
+//! The transaction coordinator's requests but EndTxn (`end.rs`), with Kafka's checks in
+//! Kafka's order (`TransactionCoordinator.scala`).
 
 use std::collections::BTreeSet;
 
 use kafka_protocol::error::ResponseError as E;
 
 use super::records::{TxnState, TxnValue};
-use super::{MarkerJob, TxnEffects, TxnShard};
+use super::{TxnEffects, TxnShard};
 
 /// Kafka's sentinels.
-const NO_PRODUCER_ID: i64 = -1;
-const NO_EPOCH: i16 = -1;
+pub(crate) const NO_PRODUCER_ID: i64 = -1;
+pub(crate) const NO_EPOCH: i16 = -1;
 
 /// An epoch this high cannot be bumped again: the producer id is rotated instead.
 pub fn is_epoch_exhausted(epoch: i16) -> bool {
@@ -46,6 +46,8 @@ impl TxnShard {
                 partitions: BTreeSet::new(),
                 start_ms: 0,
                 update_ms: now_ms,
+                next_producer_id: NO_PRODUCER_ID,
+                epoch_bump: false,
             };
             self.put(&mut fx, id, Some(v));
             return (Ok((fresh_producer_id, 0)), fx);
@@ -60,6 +62,8 @@ impl TxnShard {
         }
         let mut next = v.clone();
         next.update_ms = now_ms;
+        // This fence is not a client's EndTxn: an older epoch is never taken for its retry.
+        next.epoch_bump = false;
         match v.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
                 return (Err(E::ConcurrentTransactions), fx);
@@ -175,74 +179,6 @@ impl TxnShard {
             .collect())
     }
 
-    /// EndTxn: decides the outcome. The markers to write come back; the client is answered
-    /// once they are written and [`TxnShard::complete`] ran (or at once for a retry).
-    pub fn end_txn(
-        &mut self,
-        now_ms: u64,
-        id: &str,
-        producer_id: i64,
-        epoch: i16,
-        commit: bool,
-    ) -> (Result<Option<MarkerJob>, E>, TxnEffects) {
-        let mut fx = TxnEffects::default();
-        let v = match self.current(id, producer_id, epoch) {
-            Ok(v) => v,
-            Err(e) => return (Err(e), fx),
-        };
-        let decided = |state| match state {
-            TxnState::PrepareCommit | TxnState::CompleteCommit => Some(true),
-            TxnState::PrepareAbort | TxnState::CompleteAbort => Some(false),
-            _ => None,
-        };
-        match v.state {
-            TxnState::Ongoing => {
-                let mut next = v.clone();
-                next.state = if commit {
-                    TxnState::PrepareCommit
-                } else {
-                    TxnState::PrepareAbort
-                };
-                next.update_ms = now_ms;
-                self.put(&mut fx, id, Some(next));
-                (Ok(Some(self.send_markers(now_ms, id))), fx)
-            }
-            s if decided(s) == Some(commit) && !s.is_prepared() => (Ok(None), fx),
-            s if decided(s) == Some(commit) => (Err(E::ConcurrentTransactions), fx),
-            _ => (Err(E::InvalidTxnState), fx),
-        }
-    }
-
-    /// Every marker of `job` is written: the transaction is complete.
-    pub fn complete(&mut self, now_ms: u64, job: &MarkerJob) -> TxnEffects {
-        let mut fx = TxnEffects::default();
-        let Some(v) = self.txns.get(&job.transactional_id) else {
-            return fx;
-        };
-        let expected = if job.commit {
-            TxnState::PrepareCommit
-        } else {
-            TxnState::PrepareAbort
-        };
-        if v.state != expected
-            || v.producer_id != job.producer_id
-            || v.producer_epoch != job.producer_epoch
-        {
-            // Already completed by an earlier run of the same markers.
-            return fx;
-        }
-        let mut next = v.clone();
-        next.state = if job.commit {
-            TxnState::CompleteCommit
-        } else {
-            TxnState::CompleteAbort
-        };
-        next.partitions.clear();
-        next.update_ms = now_ms;
-        self.put(&mut fx, &job.transactional_id, Some(next));
-        fx
-    }
-
     /// Aborts every transaction open longer than its timeout, fencing its producer with an
     /// epoch bump as Kafka does, so that a zombie cannot go on with it.
     pub(crate) fn abort_timed_out(&mut self, now_ms: u64, fx: &mut TxnEffects) {
@@ -260,6 +196,7 @@ impl TxnShard {
             let mut next = self.txns[&id].clone();
             next.producer_epoch += 1;
             next.last_producer_epoch = NO_EPOCH;
+            next.epoch_bump = false;
             next.state = TxnState::PrepareAbort;
             next.update_ms = now_ms;
             tracing::info!(

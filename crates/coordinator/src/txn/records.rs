@@ -58,6 +58,18 @@ pub struct TxnValue {
     /// When the current transaction began (its first AddPartitionsToTxn).
     pub start_ms: u64,
     pub update_ms: u64,
+    /// The producer id the producer goes on with once this transaction completes, or -1: set
+    /// when an epoch bump at EndTxn (transactions version 2) ran out of epochs.
+    #[serde(default = "no_producer_id")]
+    pub next_producer_id: i64,
+    /// The last EndTxn bumped the epoch (KIP-890 transactions version 2): a retry of it comes
+    /// with the epoch before.
+    #[serde(default)]
+    pub epoch_bump: bool,
+}
+
+fn no_producer_id() -> i64 {
+    -1
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,10 +147,16 @@ mod tests {
                 partitions: [("a".to_string(), 0), ("b".to_string(), 2)].into(),
                 start_ms: 10,
                 update_ms: 11,
+                next_producer_id: -1,
+                epoch_bump: true,
             }),
         };
         let (k, v) = record.encode();
         assert_eq!(TxnRecord::decode(&k, v.as_deref()).unwrap(), record);
+        // Values written before the epoch-bump fields read with their defaults.
+        let old = br#"{"v":0,"producer_id":7,"prev_producer_id":-1,"producer_epoch":3,"last_producer_epoch":2,"timeout_ms":60000,"state":"Empty","partitions":[],"start_ms":0,"update_ms":1}"#;
+        let v = TxnRecord::decode(&k, Some(old)).unwrap().value.unwrap();
+        assert_eq!((v.next_producer_id, v.epoch_bump), (-1, false));
         let tomb = TxnRecord {
             transactional_id: "t-1".into(),
             value: None,

@@ -73,8 +73,27 @@ impl Harness {
         epoch: i16,
         commit: bool,
     ) -> Result<Option<MarkerJob>, E> {
-        let r = self.shard.end_txn(now, id, pid, epoch, commit);
-        self.keep(r).0
+        let r = self
+            .shard
+            .end_txn(now, id, pid, epoch, commit, TxnVersion::V1, None);
+        self.keep(r).0.map(|ended| ended.markers)
+    }
+
+    /// EndTxn v5: the answer and the markers to write.
+    fn end_v2(
+        &mut self,
+        now: u64,
+        id: &str,
+        (pid, epoch): (i64, i16),
+        commit: bool,
+        fresh: Option<i64>,
+    ) -> Result<((i64, i16), Option<MarkerJob>), E> {
+        let r = self
+            .shard
+            .end_txn(now, id, pid, epoch, commit, TxnVersion::V2, fresh);
+        self.keep(r)
+            .0
+            .map(|e| ((e.producer_id, e.producer_epoch), e.markers))
     }
 
     fn complete(&mut self, now: u64, job: &MarkerJob) {
@@ -276,4 +295,130 @@ fn idle_ids_expire() {
     assert_eq!(fx.records.len(), 1);
     assert!(fx.records[0].value.is_none());
     assert!(h.shard.get("t").is_none());
+}
+
+#[test]
+fn version_2_bumps_the_epoch_at_every_end_and_answers_retries() {
+    let mut h = Harness::new();
+    let (pid, e) = h.init(0, "t", None, 100).unwrap();
+    h.add(1, "t", pid, e, &[("a", 0)]).unwrap();
+
+    let (next, job) = h.end_v2(2, "t", (pid, e), true, None).unwrap();
+    assert_eq!(next, (pid, e + 1), "the producer goes on one epoch up");
+    let job = job.expect("markers to write");
+    assert_eq!(
+        job.producer_epoch,
+        e + 1,
+        "markers fence the epoch that wrote"
+    );
+    assert_eq!(
+        h.end_v2(3, "t", (pid, e), true, None),
+        Err(E::ConcurrentTransactions),
+        "a retry while the markers are written"
+    );
+    assert_eq!(
+        h.end_v2(3, "t", (pid, e + 1), true, None),
+        Err(E::ProducerFenced),
+        "the new epoch is not valid before the transaction completes"
+    );
+    h.complete(4, &job);
+    assert_eq!(h.state("t"), TxnState::CompleteCommit);
+    // Invariant 1: a retry with the epoch before gets the same answer.
+    assert_eq!(h.end_v2(5, "t", (pid, e), true, None), Ok((next, None)));
+    assert_eq!(
+        h.end_v2(5, "t", (pid, e), false, None),
+        Err(E::InvalidTxnState)
+    );
+    assert_eq!(
+        h.add(5, "t", pid, e, &[("a", 0)]),
+        Err(E::ProducerFenced),
+        "the old epoch cannot start the next transaction"
+    );
+
+    // The next transaction, at the new epoch, aborted.
+    h.add(6, "t", pid, e + 1, &[("b", 1)]).unwrap();
+    let (next, job) = h.end_v2(7, "t", (pid, e + 1), false, None).unwrap();
+    assert_eq!(next, (pid, e + 2));
+    h.complete(8, &job.unwrap());
+    assert_eq!(h.state("t"), TxnState::CompleteAbort);
+
+    // Aborting a transaction that never reached the coordinator: nothing to mark, one bump.
+    assert_eq!(
+        h.end_v2(9, "t", (pid, e + 2), false, None),
+        Ok(((pid, e + 3), None))
+    );
+    assert_eq!(h.state("t"), TxnState::CompleteAbort);
+    assert_eq!(
+        h.end_v2(9, "t", (pid, e + 3), true, None),
+        Err(E::InvalidTxnState),
+        "nothing to commit"
+    );
+    assert_eq!(
+        h.end(9, "t", pid, e + 3, false),
+        Ok(None),
+        "version 1 answers a repeated abort as a retry"
+    );
+    assert_eq!(h.replayed().get("t"), h.shard.get("t"));
+}
+
+#[test]
+fn version_2_rotates_the_producer_id_when_epochs_run_out() {
+    let mut h = Harness::new();
+    h.init(0, "t", None, 100).unwrap();
+    let mut v = h.shard.get("t").unwrap().clone();
+    v.producer_epoch = i16::MAX - 1;
+    h.shard.txns.insert("t".into(), v);
+    let last = (100, i16::MAX - 1);
+    h.add(1, "t", last.0, last.1, &[("a", 0)]).unwrap();
+
+    let (next, job) = h.end_v2(2, "t", last, true, Some(500)).unwrap();
+    assert_eq!(next, (500, 0), "invariant 2");
+    let job = job.unwrap();
+    assert_eq!(
+        (job.producer_id, job.producer_epoch),
+        (100, i16::MAX),
+        "the markers carry the old id at the last epoch"
+    );
+    assert_eq!(
+        h.end_v2(3, "t", last, true, None),
+        Err(E::ConcurrentTransactions)
+    );
+    h.complete(4, &job);
+    let v = h.shard.get("t").unwrap();
+    assert_eq!(
+        (v.producer_id, v.producer_epoch, v.prev_producer_id),
+        (500, 0, 100)
+    );
+    assert_eq!(h.end_v2(5, "t", last, true, None), Ok((next, None)));
+    assert_eq!(h.add(6, "t", 500, 0, &[("a", 0)]), Ok(()));
+    assert_eq!(
+        h.add(6, "t", 100, i16::MAX, &[("a", 0)]),
+        Err(E::InvalidProducerIdMapping)
+    );
+    assert_eq!(h.replayed().get("t"), h.shard.get("t"));
+}
+
+#[test]
+fn a_timeout_abort_after_version_2_fences_the_old_epoch() {
+    let mut h = Harness::new();
+    let (pid, e) = h.init(0, "t", None, 100).unwrap();
+    h.add(1, "t", pid, e, &[("a", 0)]).unwrap();
+    let (_, job) = h.end_v2(2, "t", (pid, e), true, None).unwrap();
+    h.complete(3, &job.unwrap());
+    h.add(1_000, "t", pid, e + 1, &[("a", 0)]).unwrap();
+    let _ = h.shard.loaded(0);
+    let fx = h.shard.tick(70_000, &NoTopics);
+    h.log.extend(fx.records);
+    assert_eq!(fx.outputs[0].producer_epoch, e + 2);
+    // The producer's abort comes with the epoch before the fence, which is not a retry of
+    // any EndTxn of its own.
+    assert_eq!(
+        h.end_v2(70_001, "t", (pid, e + 1), false, None),
+        Err(E::ProducerFenced)
+    );
+    h.complete(70_002, &fx.outputs[0]);
+    assert_eq!(
+        h.end_v2(70_003, "t", (pid, e + 1), false, None),
+        Err(E::ProducerFenced)
+    );
 }

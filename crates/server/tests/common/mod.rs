@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod txn;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::ops::RangeInclusive;
@@ -694,6 +696,8 @@ pub struct RawBatch {
     pub leader_epoch: i32,
     pub attributes: i16,
     pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
     pub record_count: i32,
 }
 
@@ -720,6 +724,8 @@ pub fn raw_batches(records: &Option<Bytes>) -> Vec<RawBatch> {
             leader_epoch: i32_at(at + 12),
             attributes: i16_at(at + 21),
             max_timestamp: i64_at(at + 35),
+            producer_id: i64_at(at + 43),
+            producer_epoch: i16_at(at + 51),
             record_count: i32_at(at + 57),
         });
         at += 12 + length;
