@@ -7,6 +7,7 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod producer_snapshot;
 pub mod producer_state;
 pub mod producers;
 pub mod records;
@@ -54,6 +55,8 @@ pub struct BrokerConfig {
     pub transaction_state_partitions: i32,
     /// `producer.id.expiration.ms`
     pub producer_id_expiration_ms: i64,
+    /// Bytes of producer batches between two snapshots of a partition's producer state.
+    pub producer_state_snapshot_interval_bytes: u64,
 }
 
 impl Default for BrokerConfig {
@@ -75,6 +78,7 @@ impl Default for BrokerConfig {
             transactions: TxnConfig::default(),
             transaction_state_partitions: 50,
             producer_id_expiration_ms: 86_400_000,
+            producer_state_snapshot_interval_bytes: 64 << 20,
         }
     }
 }
@@ -102,7 +106,11 @@ impl Broker {
             config.offsets_topic_partitions,
             config.offsets_compaction_records_min,
         );
-        let producers = producers::Producers::new(config.producer_id_expiration_ms);
+        let producers = producers::Producers::new(
+            config.producer_id_expiration_ms,
+            config.producer_state_snapshot_interval_bytes,
+            meta.image().clone(),
+        );
         Arc::new_cyclic(|weak| Broker {
             txns: transactions::TxnCoordinator::new(
                 config.transactions.clone(),

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
 use strata_protocol::batch::BatchHeader;
 
 /// Batches remembered per producer: as many as a client may have in flight.
@@ -25,14 +26,14 @@ pub const BATCHES_KEPT: usize = 5;
 /// No epoch, no sequence: Kafka's sentinels.
 const NO_EPOCH: i16 = -1;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Kept {
     first_seq: i32,
     last_seq: i32,
     base_offset: i64,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<Kept>,
@@ -55,7 +56,7 @@ impl Producer {
 
 /// An aborted transaction on this partition: a read_committed consumer drops this producer's
 /// batches from `first_offset` up to the marker at `last_offset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbortedTxn {
     pub producer_id: i64,
     pub first_offset: i64,
@@ -83,7 +84,9 @@ pub enum Plan {
     },
 }
 
-#[derive(Debug, Default)]
+/// A partition's producer state. Serialized whole into the partition's snapshots
+/// (`crate::producers`, format in `docs/formats.md`).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerStates {
     producers: HashMap<i64, Producer>,
     /// Open transactions by first offset: producer id.
@@ -91,7 +94,11 @@ pub struct ProducerStates {
     /// Aborted transactions in marker order.
     aborted: Vec<AbortedTxn>,
     /// When [`ProducerStates::expire`] last ran.
+    #[serde(skip)]
     expired_at_ms: Option<i64>,
+    /// Bytes of producer batches recorded since the last snapshot.
+    #[serde(skip)]
+    pub bytes_since_snapshot: u64,
 }
 
 impl ProducerStates {
@@ -198,6 +205,7 @@ impl ProducerStates {
         if h.producer_id < 0 || h.is_control() {
             return;
         }
+        self.bytes_since_snapshot += h.size_bytes as u64;
         let p = self
             .producers
             .entry(h.producer_id)

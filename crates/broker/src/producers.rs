@@ -1,21 +1,26 @@
 //! Idempotent producers at run time: producer ids handed out from blocks that the metadata
-//! log allocates, and each partition's producer state, rebuilt from its log on first use.
+//! log allocates, and each partition's producer state, rebuilt on first use from its last
+//! snapshot and the log after it, and snapshotted as producers write.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use strata_meta::controller::Command;
-use strata_meta::{MetadataRecord, StreamId};
+use strata_meta::{MetadataRecord, SharedImage, StreamId};
 use strata_protocol::batch::{marker_outcome, stored_batches};
 use strata_storage::{Engine, StorageError};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use crate::producer_snapshot;
 use crate::producer_state::{AbortedTxn, ProducerStates};
 use crate::{errors, Broker};
 
 /// Bytes read at a time while rebuilding a partition's producer state.
 const LOAD_READ_BYTES: usize = 8 << 20;
+
+/// The most a snapshot read may take: a state larger than this is rebuilt from the log.
+const SNAPSHOT_READ_BYTES: usize = 256 << 20;
 
 /// A partition's producer state; `None` until loaded. Held across a check and its append.
 pub type PartitionProducers = OwnedMutexGuard<Option<ProducerStates>>;
@@ -26,16 +31,21 @@ const EXPIRY_CHECK_MS: i64 = 60_000;
 pub struct Producers {
     /// `producer.id.expiration.ms`
     expiration_ms: i64,
+    /// Bytes of producer batches between two snapshots of a partition's state.
+    snapshot_interval_bytes: u64,
+    image: SharedImage,
     /// The unused part of this broker's block of producer ids: `[next, end)`.
     ids: AsyncMutex<(i64, i64)>,
     partitions: Mutex<HashMap<StreamId, Arc<AsyncMutex<Option<ProducerStates>>>>>,
 }
 
 impl Producers {
-    pub fn new(expiration_ms: i64) -> Producers {
-        assert!(expiration_ms > 0);
+    pub fn new(expiration_ms: i64, snapshot_interval_bytes: u64, image: SharedImage) -> Producers {
+        assert!(expiration_ms > 0 && snapshot_interval_bytes > 0);
         Producers {
             expiration_ms,
+            snapshot_interval_bytes,
+            image,
             ids: AsyncMutex::new((0, 0)),
             partitions: Mutex::new(HashMap::new()),
         }
@@ -75,7 +85,8 @@ impl Producers {
         let cell = self.partitions.lock().entry(stream_id).or_default().clone();
         let mut guard = cell.lock_owned().await;
         if guard.is_none() {
-            *guard = Some(load(engine, stream_id).await?);
+            let state_stream = self.image.read().state_stream_of(stream_id);
+            *guard = Some(load(engine, stream_id, state_stream).await?);
         }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -128,16 +139,123 @@ impl Producers {
         Ok((lso, Vec::new()))
     }
 
+    /// Snapshots a partition's state once enough has been written since the last snapshot.
+    /// Called with the partition's producer lock held (invariant 1 of
+    /// [`crate::producer_snapshot`]); does not wait for the snapshot to be durable.
+    pub fn maybe_snapshot(
+        &self,
+        engine: &Arc<Engine>,
+        stream_id: StreamId,
+        states: &mut ProducerStates,
+    ) {
+        if states.bytes_since_snapshot < self.snapshot_interval_bytes {
+            return;
+        }
+        let Some(state_stream) = self.image.read().state_stream_of(stream_id) else {
+            return; // a partition created before state streams: always rebuilt from its log
+        };
+        let offset = match engine.offsets(stream_id) {
+            Ok(o) => o.next_offset,
+            Err(_) => return,
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let appended = engine.sequence(state_stream, 1, now_ms, |base, epoch| {
+            producer_snapshot::encode(states, offset, base, epoch, now_ms)
+        });
+        states.bytes_since_snapshot = 0;
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(stream_id, error = %e, "producer-state snapshot not written");
+                return;
+            }
+        };
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let base = appended.base_offset();
+            // Invariant 3: the older snapshots go once this one is durable.
+            let trimmed = match appended.durable().await {
+                Ok(_) => engine.trim(state_stream, base).await,
+                Err(e) => Err(e),
+            };
+            match trimmed {
+                Ok(()) => tracing::debug!(stream_id, offset, "producer state snapshotted"),
+                Err(e) => tracing::warn!(stream_id, error = %e, "producer-state snapshot failed"),
+            }
+        });
+    }
+
     /// Forgets a deleted partition's state.
     pub fn forget(&self, stream_id: StreamId) {
         self.partitions.lock().remove(&stream_id);
     }
 }
 
-/// Replays every batch of the stream into a fresh state (invariant 3).
-async fn load(engine: &Engine, stream_id: StreamId) -> Result<ProducerStates, StorageError> {
-    let mut states = ProducerStates::default();
-    let mut offset = engine.offsets(stream_id)?.start_offset;
+/// The newest snapshot in `state_stream` that the partition's log backs: the offset it covers
+/// up to and the state. None when there is none or it cannot be used (the log is replayed
+/// from its start instead).
+async fn last_snapshot(
+    engine: &Engine,
+    stream_id: StreamId,
+    state_stream: StreamId,
+    log_end: i64,
+) -> Option<(i64, ProducerStates)> {
+    let o = engine.offsets(state_stream).ok()?;
+    if o.durable_end <= o.start_offset {
+        return None;
+    }
+    let read = match engine
+        .read(state_stream, o.durable_end - 1, SNAPSHOT_READ_BYTES)
+        .await
+    {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!(stream_id, error = %e, "producer-state snapshot unreadable");
+            return None;
+        }
+    };
+    let last = read
+        .batches
+        .iter()
+        .flat_map(|chunk| stored_batches(chunk).map(move |(_, range)| chunk.slice(range)))
+        .last()?;
+    match producer_snapshot::decode(&last) {
+        // Invariant 2 of the snapshots.
+        Ok((offset, _)) if offset > log_end => {
+            tracing::warn!(
+                stream_id,
+                offset,
+                log_end,
+                "producer-state snapshot past the log end"
+            );
+            None
+        }
+        Ok(snapshot) => Some(snapshot),
+        Err(e) => {
+            tracing::warn!(stream_id, error = e, "producer-state snapshot undecodable");
+            None
+        }
+    }
+}
+
+/// Rebuilds a partition's state: its last snapshot, then every batch after it (invariant 3).
+async fn load(
+    engine: &Engine,
+    stream_id: StreamId,
+    state_stream: Option<StreamId>,
+) -> Result<ProducerStates, StorageError> {
+    let log = engine.offsets(stream_id)?;
+    let snapshot = match state_stream {
+        Some(s) => last_snapshot(engine, stream_id, s, log.next_offset).await,
+        None => None,
+    };
+    let snapshot_offset = snapshot.as_ref().map(|(offset, _)| *offset);
+    let (mut states, mut offset) = match snapshot {
+        Some((offset, states)) => (states, offset.max(log.start_offset)),
+        None => (ProducerStates::default(), log.start_offset),
+    };
     let mut batches = 0usize;
     loop {
         let read = engine.read(stream_id, offset, LOAD_READ_BYTES).await?;
@@ -165,8 +283,9 @@ async fn load(engine: &Engine, stream_id: StreamId) -> Result<ProducerStates, St
             break;
         }
     }
-    tracing::debug!(
+    tracing::info!(
         stream_id,
+        snapshot_offset,
         batches,
         producers = states.len(),
         "loaded producer state"

@@ -149,20 +149,24 @@ fn partition_records(
 ) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for (i, partition) in (from..to).enumerate() {
-        let stream_id = image.next_stream_id + i as u64;
+        let stream_id = image.next_stream_id + 2 * i as u64;
+        let state_stream_id = stream_id + 1;
         records.push(MetadataRecord::Partition {
             topic_id,
             partition,
             leader,
             leader_epoch: 0,
             stream_id,
+            state_stream_id: Some(state_stream_id),
         });
-        records.push(MetadataRecord::StreamOpened {
-            stream_id,
-            epoch: 1,
-            owner: leader,
-            start_offset: 0,
-        });
+        for stream_id in [stream_id, state_stream_id] {
+            records.push(MetadataRecord::StreamOpened {
+                stream_id,
+                epoch: 1,
+                owner: leader,
+                start_offset: 0,
+            });
+        }
     }
     records
 }

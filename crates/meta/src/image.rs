@@ -46,6 +46,9 @@ pub struct PartitionImage {
     pub leader: NodeId,
     pub leader_epoch: i32,
     pub stream_id: StreamId,
+    /// Snapshots of the partition's producer state, if it has the stream.
+    #[serde(default)]
+    pub state_stream_id: Option<StreamId>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -137,6 +140,9 @@ impl MetadataImage {
                     self.topic_ids.remove(&topic.name);
                     for partition in topic.partitions.values() {
                         self.streams.remove(&partition.stream_id);
+                        if let Some(state) = partition.state_stream_id {
+                            self.streams.remove(&state);
+                        }
                     }
                 }
             }
@@ -146,8 +152,12 @@ impl MetadataImage {
                 leader,
                 leader_epoch,
                 stream_id,
+                state_stream_id,
             } => {
-                self.next_stream_id = self.next_stream_id.max(stream_id + 1);
+                let streams = std::iter::once(*stream_id).chain(*state_stream_id);
+                for id in streams.clone() {
+                    self.next_stream_id = self.next_stream_id.max(id + 1);
+                }
                 let Some(topic) = self.topics.get_mut(topic_id) else {
                     return;
                 };
@@ -158,15 +168,16 @@ impl MetadataImage {
                         leader: *leader,
                         leader_epoch: *leader_epoch,
                         stream_id: *stream_id,
+                        state_stream_id: *state_stream_id,
                     },
                 );
-                self.streams
-                    .entry(*stream_id)
-                    .or_insert_with(|| StreamImage {
-                        stream_id: *stream_id,
+                for id in streams {
+                    self.streams.entry(id).or_insert_with(|| StreamImage {
+                        stream_id: id,
                         owner: *leader,
                         ..Default::default()
                     });
+                }
             }
             MetadataRecord::StreamOpened {
                 stream_id,
@@ -273,6 +284,15 @@ impl MetadataImage {
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionImage> {
         self.topic_by_name(topic)?.partitions.get(&partition)
+    }
+
+    /// The stream of `stream_id`'s producer-state snapshots, if its partition has one.
+    pub fn state_stream_of(&self, stream_id: StreamId) -> Option<StreamId> {
+        self.topics
+            .values()
+            .flat_map(|t| t.partitions.values())
+            .find(|p| p.stream_id == stream_id)?
+            .state_stream_id
     }
 
     /// Objects that some stream still reads from.

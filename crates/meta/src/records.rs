@@ -60,13 +60,16 @@ pub enum MetadataRecord {
     RemoveTopic {
         topic_id: Uuid,
     },
-    /// A partition and the stream that holds its log. The stream id is allocated by replay.
+    /// A partition, the stream that holds its log and the stream that holds snapshots of its
+    /// producer state (none for partitions created before those existed).
     Partition {
         topic_id: Uuid,
         partition: i32,
         leader: NodeId,
         leader_epoch: i32,
         stream_id: StreamId,
+        #[serde(default)]
+        state_stream_id: Option<StreamId>,
     },
     /// A writer opened the stream with a new epoch; older epochs are fenced from now on.
     /// `start_offset` is where the epoch's first record goes (for OffsetForLeaderEpoch).

@@ -149,6 +149,10 @@ pub struct Settings {
     /// after this long. Default 86400000 (1 day).
     #[arg(long, env = "STRATA_PRODUCER_ID_EXPIRATION_MS")]
     pub producer_id_expiration_ms: Option<i64>,
+    /// A partition snapshots its producer state after this many bytes of producer batches, so
+    /// that a broker opening it replays at most this much. Default 67108864 (64 MiB).
+    #[arg(long, env = "STRATA_PRODUCER_STATE_SNAPSHOT_INTERVAL_BYTES")]
+    pub producer_state_snapshot_interval_bytes: Option<u64>,
     /// Kafka's transactional.id.expiration.ms. Default 604800000 (7 days).
     #[arg(long, env = "STRATA_TRANSACTIONAL_ID_EXPIRATION_MS")]
     pub transactional_id_expiration_ms: Option<u64>,
@@ -191,6 +195,7 @@ pub struct Config {
     pub transactions: TxnConfig,
     pub transaction_state_partitions: i32,
     pub producer_id_expiration_ms: i64,
+    pub producer_state_snapshot_interval_bytes: u64,
 }
 
 impl Config {
@@ -297,6 +302,10 @@ impl Config {
                 .producer_id_expiration_ms
                 .or(file.producer_id_expiration_ms)
                 .unwrap_or(86_400_000),
+            producer_state_snapshot_interval_bytes: cli
+                .producer_state_snapshot_interval_bytes
+                .or(file.producer_state_snapshot_interval_bytes)
+                .unwrap_or(64 << 20),
             transaction_state_partitions: cli
                 .transaction_state_log_num_partitions
                 .or(file.transaction_state_log_num_partitions)
@@ -306,6 +315,10 @@ impl Config {
         anyhow::ensure!(
             config.producer_id_expiration_ms >= 1,
             "producer-id-expiration-ms must be at least 1"
+        );
+        anyhow::ensure!(
+            config.producer_state_snapshot_interval_bytes >= 1,
+            "producer-state-snapshot-interval-bytes must be at least 1"
         );
         anyhow::ensure!(
             config.transaction_state_partitions >= 1,

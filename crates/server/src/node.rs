@@ -94,6 +94,7 @@ pub async fn run(
             transactions: config.transactions.clone(),
             transaction_state_partitions: config.transaction_state_partitions,
             producer_id_expiration_ms: config.producer_id_expiration_ms,
+            producer_state_snapshot_interval_bytes: config.producer_state_snapshot_interval_bytes,
             ..BrokerConfig::default()
         },
         engine.clone(),

@@ -131,3 +131,116 @@ async fn idle_producers_expire_after_producer_id_expiration_ms() {
     let after = produce_batch(&mut c, "idle", idempotent_batch(pid, epoch, 20, 1)).await;
     assert_eq!((after.error_code, after.base_offset), (0, 5));
 }
+
+#[tokio::test]
+async fn state_is_loaded_from_its_last_snapshot_and_the_log_after_it() {
+    let mut b = Broker::start(BrokerOptions {
+        extra_args: vec![
+            "--producer-state-snapshot-interval-bytes".into(),
+            "2000".into(),
+        ],
+        ..BrokerOptions::default()
+    })
+    .await;
+    let mut c = b.client().await;
+    create_topic(&mut c, "snap", 1, &[]).await;
+    // The first producer writes only at the start: after the restart only a snapshot knows it.
+    let mut producers = Vec::new();
+    for _ in 0..8 {
+        producers.push(init_producer_id(&mut c, 4).await);
+    }
+    let mut last = Vec::new();
+    let mut batches = 0;
+    for (i, (pid, epoch)) in producers.iter().enumerate() {
+        let rounds = if i == 0 { 2 } else { 6 };
+        let mut base = 0;
+        for round in 0..rounds {
+            let p =
+                produce_batch(&mut c, "snap", idempotent_batch(*pid, *epoch, round * 3, 3)).await;
+            assert_eq!(p.error_code, 0);
+            base = p.base_offset;
+            batches += 1;
+        }
+        last.push((rounds * 3, base));
+    }
+    // An aborted transaction, then one left open: read_committed must still see both right.
+    let aborted = common::txn::txn(&mut c, "snap-aborted", 60_000).await;
+    assert_eq!(
+        common::txn::add_partitions(&mut c, 3, &aborted, "snap", &[0]).await,
+        vec![0]
+    );
+    let values = common::txn::vals("aborted", 2);
+    assert_eq!(
+        common::txn::produce_txn(&mut c, &aborted, "snap", 0, 0, &values)
+            .await
+            .error_code,
+        0
+    );
+    assert_eq!(common::txn::end_txn(&mut c, 3, &aborted, false).await, 0);
+    let open = common::txn::txn(&mut c, "snap-open", 60_000).await;
+    assert_eq!(
+        common::txn::add_partitions(&mut c, 3, &open, "snap", &[0]).await,
+        vec![0]
+    );
+    let values = common::txn::vals("open", 2);
+    let first_open = common::txn::produce_txn(&mut c, &open, "snap", 0, 0, &values).await;
+    assert_eq!(first_open.error_code, 0);
+    batches += 3;
+    let hw = common::txn::latest(&mut c, "snap", 0, 0).await;
+    let committed_before: Vec<String> = common::txn::values(&common::txn::visible(
+        &fetch_isolated(&mut c, "snap", 0, 0, 1).await,
+    ));
+
+    b.restart().await;
+    let mut c = b.client().await;
+    for ((pid, epoch), (next_seq, base)) in producers.iter().zip(&last) {
+        let retry = produce_batch(
+            &mut c,
+            "snap",
+            idempotent_batch(*pid, *epoch, next_seq - 3, 3),
+        )
+        .await;
+        assert_eq!(
+            (retry.error_code, retry.base_offset),
+            (0, *base),
+            "producer {pid}: its last batch is still recognised"
+        );
+        let gap = produce_batch(
+            &mut c,
+            "snap",
+            idempotent_batch(*pid, *epoch, next_seq + 1, 1),
+        )
+        .await;
+        assert_eq!(gap.error_code, err(ResponseError::OutOfOrderSequenceNumber));
+    }
+    assert_eq!(
+        common::txn::latest(&mut c, "snap", 0, 1).await,
+        first_open.base_offset,
+        "the open transaction holds the last stable offset"
+    );
+    assert_eq!(common::txn::latest(&mut c, "snap", 0, 0).await, hw);
+    let rc = fetch_isolated(&mut c, "snap", 0, 0, 1).await;
+    assert_eq!(
+        common::txn::values(&common::txn::visible(&rc)),
+        committed_before
+    );
+    assert!(!committed_before.iter().any(|v| v.starts_with("aborted")));
+
+    let log = b.log();
+    let loaded = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("loaded producer state"))
+        .expect("the partition's state was loaded");
+    assert!(loaded.contains("snapshot_offset"), "{loaded}");
+    let replayed: usize = loaded
+        .split("batches=")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("batches replayed");
+    assert!(
+        replayed < batches / 2,
+        "{replayed} of {batches} batches replayed after the snapshot: {loaded}"
+    );
+}

@@ -69,6 +69,7 @@ impl Stream {
         StreamOffsets {
             epoch: s.epoch,
             start_offset: s.start_offset,
+            next_offset: s.next_offset,
             durable_end: s.durable_end,
             committed_end: s.committed_end,
         }
@@ -79,6 +80,8 @@ impl Stream {
 pub struct StreamOffsets {
     pub epoch: u64,
     pub start_offset: i64,
+    /// Where the next append goes: the end of everything sequenced, durable or not.
+    pub next_offset: i64,
     pub durable_end: i64,
     pub committed_end: i64,
 }

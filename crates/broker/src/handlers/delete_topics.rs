@@ -42,7 +42,7 @@ pub async fn handle(
                     t.topic_id,
                     t.partitions
                         .values()
-                        .map(|p| p.stream_id)
+                        .flat_map(|p| std::iter::once(p.stream_id).chain(p.state_stream_id))
                         .collect::<Vec<_>>(),
                 )
             })

@@ -234,6 +234,11 @@ async fn sequence_partition(
         metrics::counter!("strata_produce_bytes_total").increment(bytes.len() as u64);
         appended.push(a);
     }
+    if let Some(states) = producers.as_mut().and_then(|g| g.as_mut()) {
+        broker
+            .producers
+            .maybe_snapshot(&broker.engine, target.stream_id, states);
+    }
     Ok(Sequenced {
         index: partition,
         stream_id: target.stream_id,

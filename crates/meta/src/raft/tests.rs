@@ -32,6 +32,7 @@ fn topic_records(name: &str, first_stream: u64) -> Vec<MetadataRecord> {
             leader: 1,
             leader_epoch: 0,
             stream_id,
+            state_stream_id: None,
         });
         records.push(MetadataRecord::StreamOpened {
             stream_id,
