@@ -16,10 +16,9 @@
 //! value the versioned JSON of `docs/formats.md`.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::RecordBatchDecoder;
 use serde::{Deserialize, Serialize};
-use strata_protocol::batch::{encode_uncompressed, stamp};
+use strata_protocol::batch::{broker_record, encode_uncompressed, stamp};
 
 use crate::producer_state::ProducerStates;
 
@@ -40,36 +39,20 @@ struct In {
     state: ProducerStates,
 }
 
-/// The batch of a snapshot of `state`, which covers the partition's batches below `offset`,
-/// at `base_offset` of the state stream.
-pub fn encode(
-    state: &ProducerStates,
-    offset: i64,
-    base_offset: i64,
-    epoch: u64,
-    now_ms: i64,
-) -> Bytes {
+/// The snapshot of `state`, which covers the partition's batches below `offset`.
+pub fn encode_value(state: &ProducerStates, offset: i64) -> Bytes {
     let value = serde_json::to_vec(&Out {
         v: VERSION,
         offset,
         state,
     })
     .expect("producer state serializes");
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: now_ms,
-        key: Some(Bytes::from_static(KEY)),
-        value: Some(Bytes::from(value)),
-        headers: IndexMap::new(),
-    };
+    Bytes::from(value)
+}
+
+/// The batch that holds a snapshot at `base_offset` of the state stream.
+pub fn batch(value: Bytes, base_offset: i64, epoch: u64, now_ms: i64) -> Bytes {
+    let record = broker_record(0, 0, now_ms, Some(Bytes::from_static(KEY)), Some(value));
     let mut batch = BytesMut::from(&encode_uncompressed(&[record])[..]);
     stamp(&mut batch, base_offset, epoch as i32, None);
     batch.freeze()
@@ -119,7 +102,7 @@ mod tests {
         state.record(&header(8, 0x10, 0), 4);
         state.record(&header(9, 0x10, 0), 6);
         state.record_marker(9, 3, false, 8, 6);
-        let batch = encode(&state, 9, 41, 2, 1_000);
+        let batch = batch(encode_value(&state, 9), 41, 2, 1_000);
         let (offset, back) = decode(&batch).unwrap();
         assert_eq!(offset, 9);
         assert_eq!(back.last_stable_offset(9), 4, "8's transaction is open");

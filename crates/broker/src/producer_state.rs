@@ -41,6 +41,10 @@ struct Producer {
     txn_first_offset: Option<i64>,
     /// The newest timestamp of its batches and markers: it expires this long after.
     last_ms: i64,
+    /// A marker raised its epoch (KIP-890 transactions version 2): its next batch starts at
+    /// sequence 0.
+    #[serde(default)]
+    sequence_reset: bool,
 }
 
 impl Producer {
@@ -50,6 +54,7 @@ impl Producer {
             batches: VecDeque::new(),
             txn_first_offset: None,
             last_ms: i64::MIN,
+            sequence_reset: false,
         }
     }
 }
@@ -140,10 +145,14 @@ impl ProducerStates {
                     base_offset: k.base_offset,
                 });
             }
-            // No batch at this epoch yet: a marker bumped it (KIP-890 transactions version 2),
-            // and the producer starts its sequence again.
-            let expected = p.batches.back().map_or(0, |k| next_sequence(k.last_seq));
-            if expected != h.base_sequence {
+            let expected = match p.batches.back() {
+                Some(k) => Some(next_sequence(k.last_seq)),
+                // A marker raised the epoch: the producer starts its sequence again.
+                None if p.sequence_reset => Some(0),
+                // Only a marker is known of it (its batches are gone): any sequence goes.
+                None => None,
+            };
+            if expected.is_some_and(|e| e != h.base_sequence) {
                 return Err((
                     ResponseError::OutOfOrderSequenceNumber,
                     format!(
@@ -151,7 +160,7 @@ impl ProducerStates {
                         h.producer_id,
                         h.producer_epoch,
                         h.base_sequence,
-                        expected
+                        expected.unwrap_or_default()
                     ),
                 ));
             }
@@ -214,6 +223,7 @@ impl ProducerStates {
             p.epoch = h.producer_epoch;
             p.batches.clear();
         }
+        p.sequence_reset = false;
         p.last_ms = p.last_ms.max(h.max_timestamp);
         if h.is_transactional() && p.txn_first_offset.is_none() {
             p.txn_first_offset = Some(base_offset);
@@ -270,6 +280,7 @@ impl ProducerStates {
         if epoch > p.epoch {
             p.epoch = epoch;
             p.batches.clear();
+            p.sequence_reset = true;
         }
         p.last_ms = p.last_ms.max(timestamp_ms);
         if let Some(first_offset) = p.txn_first_offset.take() {
@@ -570,6 +581,10 @@ mod tests {
         append(&mut s, &txn_batch(1, 5, 0, 2), 4);
         assert!(s.in_transaction(1, 5));
         assert_eq!(s.last_stable_offset(6), 4);
+        // A producer known only by a marker (its batches are gone) may go on at any sequence,
+        // the same whether the state was built live or replayed.
+        s.record_marker(2, 3, true, 6, 0);
+        assert_eq!(s.check(&txn_batch(2, 3, 17, 1)), Ok(Verdict::Append));
     }
 
     #[test]

@@ -19,8 +19,8 @@ use crate::{errors, Broker};
 /// Bytes read at a time while rebuilding a partition's producer state.
 const LOAD_READ_BYTES: usize = 8 << 20;
 
-/// The most a snapshot read may take: a state larger than this is rebuilt from the log.
-const SNAPSHOT_READ_BYTES: usize = 256 << 20;
+/// Bytes asked for when reading the last snapshot (a larger one still comes whole).
+const SNAPSHOT_READ_BYTES: usize = 1 << 20;
 
 /// A partition's producer state; `None` until loaded. Held across a check and its append.
 pub type PartitionProducers = OwnedMutexGuard<Option<ProducerStates>>;
@@ -151,6 +151,7 @@ impl Producers {
         if states.bytes_since_snapshot < self.snapshot_interval_bytes {
             return;
         }
+        states.bytes_since_snapshot = 0;
         let Some(state_stream) = self.image.read().state_stream_of(stream_id) else {
             return; // a partition created before state streams: always rebuilt from its log
         };
@@ -161,10 +162,11 @@ impl Producers {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        // Serialized before the state stream's lock is taken; only the stamping is under it.
+        let value = producer_snapshot::encode_value(states, offset);
         let appended = engine.sequence(state_stream, 1, now_ms, |base, epoch| {
-            producer_snapshot::encode(states, offset, base, epoch, now_ms)
+            producer_snapshot::batch(value, base, epoch, now_ms)
         });
-        states.bytes_since_snapshot = 0;
         let appended = match appended {
             Ok(a) => a,
             Err(e) => {

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// Version of the record envelope; bumped when a record's meaning changes incompatibly.
-pub const RECORD_VERSION: u16 = 1;
+/// 2: a partition takes two stream ids (its log and its producer-state snapshots); a binary
+/// that knows only 1 would hand the second one out again, so it must refuse these records.
+pub const RECORD_VERSION: u16 = 2;
 
 pub type NodeId = i32;
 pub type StreamId = u64;

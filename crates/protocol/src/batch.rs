@@ -229,6 +229,33 @@ pub fn marker_batch(
     encode_uncompressed(std::slice::from_ref(&record))
 }
 
+/// The `index`th record of a batch the broker writes for itself at `base_offset` (coordinator
+/// records, snapshots): no producer, creation time `timestamp_ms`. Its sequence keeps
+/// `offset - sequence` the same across the batch, so [`encode_uncompressed`] makes one batch.
+pub fn broker_record(
+    base_offset: i64,
+    index: usize,
+    timestamp_ms: i64,
+    key: Option<Bytes>,
+    value: Option<Bytes>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: base_offset + index as i64,
+        sequence: index as i32 - 1,
+        timestamp: timestamp_ms,
+        key,
+        value,
+        headers: Default::default(),
+    }
+}
+
 /// Uncompressed magic-2 batches holding `records` (one batch while `offset - sequence` stays
 /// the same from record to record).
 pub fn encode_uncompressed(records: &[Record]) -> Bytes {

@@ -16,9 +16,6 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
 };
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::txn_offset_commit_request::{
-    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
@@ -248,21 +245,7 @@ async fn offsets_commit_and_abort_with_their_transaction() {
         let commit = round % 3 != 2;
         let group = format!("eos-{round}");
         let t = txn(&mut c, &format!("offsets-{round}"), 30_000).await;
-        let txn_commit = |offset: i64| {
-            TxnOffsetCommitRequest::default()
-                .with_transactional_id(str(&t.id).into())
-                .with_group_id(str(&group).into())
-                .with_producer_id(t.pid.into())
-                .with_producer_epoch(t.epoch)
-                .with_generation_id(-1)
-                .with_member_id(str(""))
-                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-                    .with_name(topic_name("in"))
-                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(-1)])])
-        };
+        let txn_commit = |offset: i64| txn_offset_commit_request(&t, &group, "in", offset);
         if tc_v <= 4 {
             // Not added yet: refused (v5 adds the partition itself: `transactions_v2.rs`).
             let r = c.send(tc_v, &txn_commit(1)).await;

@@ -11,9 +11,6 @@
 mod common;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::txn_offset_commit_request::{
-    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
-};
 use kafka_protocol::messages::*;
 
 use common::txn::*;
@@ -62,22 +59,7 @@ async fn produce_v(
 
 async fn txn_offset_commit(c: &mut Client, version: i16, t: &Txn, group: &str, offset: i64) -> i16 {
     let r = c
-        .send(
-            version,
-            &TxnOffsetCommitRequest::default()
-                .with_transactional_id(str(&t.id).into())
-                .with_group_id(str(group).into())
-                .with_producer_id(t.pid.into())
-                .with_producer_epoch(t.epoch)
-                .with_generation_id(-1)
-                .with_member_id(str(""))
-                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
-                    .with_name(topic_name("in"))
-                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
-                        .with_partition_index(0)
-                        .with_committed_offset(offset)
-                        .with_committed_leader_epoch(-1)])]),
-        )
+        .send(version, &txn_offset_commit_request(t, group, "in", offset))
         .await;
     r.topics[0].partitions[0].error_code
 }
@@ -252,6 +234,13 @@ async fn every_end_bumps_the_epoch_and_requests_add_their_own_partitions() {
         produce_v(&mut c, PRODUCE_V2, &t, "v2", 0, 3, &vals("gap", 1)).await,
         err(ResponseError::OutOfOrderSequenceNumber)
     );
+    // One partition's batches come from one producer epoch: a second producer's batch in the
+    // same request would slip past the transaction join.
+    let other = txn(&mut c, "tv2-other", 30_000).await;
+    let mut two = bytes::BytesMut::from(&txn_batch(&t, 0, &vals("mine", 1))[..]);
+    two.extend_from_slice(&txn_batch(&other, 0, &vals("other", 1)));
+    let mixed = produce_raw(&mut c, PRODUCE_V2, Some(&t.id), "v2", 0, two.freeze()).await;
+    assert_eq!(mixed.error_code, err(ResponseError::InvalidRecord));
     // Below v12 a produce still only verifies: the partition was not added.
     assert_eq!(
         produce_v(&mut c, PRODUCE_V1, &t, "v2", 0, 0, &vals("v11", 1)).await,

@@ -3,10 +3,9 @@
 //! other.
 
 use bytes::Bytes;
-use kafka_protocol::indexmap::IndexMap;
-use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use strata_coordinator::CoordinatorRecord;
-use strata_protocol::batch::encode_uncompressed;
+use strata_protocol::batch::{broker_record, encode_uncompressed};
 
 /// One uncompressed magic-2 batch at `base_offset` holding `records`.
 pub fn encode<R: CoordinatorRecord>(records: &[R], base_offset: i64, now_ms: i64) -> Bytes {
@@ -16,22 +15,7 @@ pub fn encode<R: CoordinatorRecord>(records: &[R], base_offset: i64, now_ms: i64
         .enumerate()
         .map(|(i, r)| {
             let (key, value) = r.encode();
-            Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: base_offset + i as i64,
-                // The encoder starts a new batch when `offset - sequence` changes: keep it fixed.
-                sequence: i as i32 - 1,
-                timestamp: now_ms,
-                key: Some(key),
-                value,
-                headers: IndexMap::new(),
-            }
+            broker_record(base_offset, i, now_ms, Some(key), value)
         })
         .collect();
     encode_uncompressed(&records)

@@ -177,6 +177,20 @@ async fn sequence_partition(
             Some("clients may not write control records".into()),
         ));
     }
+    // Kafka takes one batch per partition per request; Strata takes several, but from one
+    // producer at one epoch, so that the checks and the transaction join below cover them all.
+    let mut writers = batches
+        .iter()
+        .filter(|(h, _)| h.producer_id >= 0)
+        .map(|(h, _)| (h.producer_id, h.producer_epoch));
+    if let Some(first) = writers.next() {
+        if writers.any(|w| w != first) {
+            return Err((
+                ResponseError::InvalidRecord.code(),
+                Some("the batches of one partition must come from one producer epoch".into()),
+            ));
+        }
+    }
     let append_time_ms = append_time.then(now_ms);
     let mut producers = None;
     if batches.iter().any(|(h, _)| h.producer_id >= 0) {

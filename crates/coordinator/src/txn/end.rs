@@ -133,7 +133,7 @@ impl TxnShard {
         };
         match v.state {
             TxnState::Ongoing => {
-                let mut next = self.bumped(&v, version, epoch, fresh_producer_id);
+                let mut next = Self::bumped(&v, version, fresh_producer_id)?;
                 next.state = if commit {
                     TxnState::PrepareCommit
                 } else {
@@ -153,7 +153,7 @@ impl TxnShard {
             TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
                 if !commit && !retry && version == TxnVersion::V2 =>
             {
-                let mut next = self.bumped(&v, version, epoch, fresh_producer_id);
+                let mut next = Self::bumped(&v, version, fresh_producer_id)?;
                 next.state = TxnState::CompleteAbort;
                 next.partitions.clear();
                 next.update_ms = now_ms;
@@ -166,30 +166,25 @@ impl TxnShard {
     }
 
     /// `v` at the epoch its EndTxn leaves it: one more in version 2 (invariant 2 when
-    /// exhausted), the same in version 1.
+    /// exhausted), the same in version 1. A fence may have left the epoch at the maximum
+    /// already: the markers stay at it and the id rotates all the same.
     fn bumped(
-        &self,
         v: &TxnValue,
         version: TxnVersion,
-        epoch: i16,
         fresh_producer_id: Option<i64>,
-    ) -> TxnValue {
+    ) -> Result<TxnValue, E> {
         let mut next = v.clone();
         next.epoch_bump = version == TxnVersion::V2;
         if version == TxnVersion::V1 {
-            return next;
+            return Ok(next);
         }
         if is_epoch_exhausted(v.producer_epoch) {
-            next.next_producer_id =
-                fresh_producer_id.expect("a fresh producer id comes with an exhausted epoch");
-            assert_eq!(epoch, v.producer_epoch, "only the current epoch ends");
+            // The caller brings one whenever the request's epoch, which is `v`'s, is exhausted.
+            next.next_producer_id = fresh_producer_id.ok_or(E::UnknownServerError)?;
         }
         next.last_producer_epoch = v.producer_epoch;
-        next.producer_epoch = v
-            .producer_epoch
-            .checked_add(1)
-            .expect("an epoch below the maximum: exhausted epochs rotate");
-        next
+        next.producer_epoch = v.producer_epoch.saturating_add(1);
+        Ok(next)
     }
 
     /// The producer id rotates once the transaction that ran out of epochs is complete.

@@ -422,3 +422,31 @@ fn a_timeout_abort_after_version_2_fences_the_old_epoch() {
         Err(E::ProducerFenced)
     );
 }
+
+#[test]
+fn version_2_at_the_last_epoch_rotates_without_overflowing() {
+    // A fence can leave the epoch at i16::MAX; a client that names it must not break the shard.
+    let mut h = Harness::new();
+    h.init(0, "t", None, 100).unwrap();
+    let mut v = h.shard.get("t").unwrap().clone();
+    v.producer_epoch = i16::MAX;
+    v.state = TxnState::CompleteAbort;
+    h.shard.txns.insert("t".into(), v);
+    let at_max = (100, i16::MAX);
+    h.add(1, "t", at_max.0, at_max.1, &[("a", 0)]).unwrap();
+    assert_eq!(
+        h.end_v2(2, "t", at_max, true, None),
+        Err(E::UnknownServerError),
+        "no fresh producer id to rotate to"
+    );
+    let (next, job) = h.end_v2(2, "t", at_max, true, Some(700)).unwrap();
+    assert_eq!(next, (700, 0));
+    let job = job.unwrap();
+    assert_eq!((job.producer_id, job.producer_epoch), at_max);
+    h.complete(3, &job);
+    assert_eq!(
+        h.end_v2(4, "t", (700, 0), false, None),
+        Ok(((700, 1), None)),
+        "an empty abort on the new id"
+    );
+}

@@ -9,6 +9,9 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::*;
 use kafka_protocol::records::{Record, RecordBatchDecoder, TimestampType};
 
@@ -222,4 +225,26 @@ pub async fn offset_fetch(
         .await;
     let p = &r.topics[0].partitions[0];
     (p.committed_offset, p.error_code)
+}
+
+/// TxnOffsetCommit of `offset` for partition 0 of `topic`, in the producer's transaction.
+pub fn txn_offset_commit_request(
+    t: &Txn,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> TxnOffsetCommitRequest {
+    TxnOffsetCommitRequest::default()
+        .with_transactional_id(str(&t.id).into())
+        .with_group_id(str(group).into())
+        .with_producer_id(t.pid.into())
+        .with_producer_epoch(t.epoch)
+        .with_generation_id(-1)
+        .with_member_id(str(""))
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)
+                .with_committed_leader_epoch(-1)])])
 }
