@@ -1,8 +1,8 @@
 //! The metadata log replicated with openraft: each entry is an atomic batch of record
 //! envelopes, and applying it replays the records into the shared [`crate::MetadataImage`].
 //!
-//! A single node is a one-voter quorum running this same code; cluster mode adds voters and
-//! learners and a real transport in `network.rs`.
+//! A single node is a one-voter quorum running this same code; a cluster's voters reach each
+//! other over the TCP transport in `network.rs`.
 
 mod disk;
 mod log_store;
@@ -51,6 +51,8 @@ pub struct Quorum {
     image: SharedImage,
     /// Held while Raft runs: two processes appending to one log would corrupt it.
     lock: parking_lot::Mutex<Option<File>>,
+    /// Answers the other voters' RPCs (cluster mode).
+    server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 fn config() -> anyhow::Result<Arc<Config>> {
@@ -94,6 +96,66 @@ impl Quorum {
     /// this node is leader AND every committed entry (from a previous run too) has been applied
     /// to the image, then returns.
     pub async fn open_single(dir: &Path, node_id: u64) -> anyhow::Result<Quorum> {
+        let quorum = Self::open_raft(dir, node_id).await?;
+        if let Err(e) = quorum.become_single_leader(node_id).await {
+            if let Err(stop) = quorum.shutdown().await {
+                tracing::warn!(error = %stop, "stopping the metadata quorum after a failed open");
+            }
+            return Err(e);
+        }
+        Ok(quorum)
+    }
+
+    /// Opens this node's Raft log under `dir` as one of `voters` (node id: controller address),
+    /// answers the other voters on `listener` (bound to this node's address), and waits until
+    /// the voters know a leader. On the cluster's first start the lowest id initializes the
+    /// membership; the others learn it from the leader.
+    pub async fn open_voter(
+        dir: &Path,
+        node_id: u64,
+        voters: BTreeMap<u64, String>,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Quorum> {
+        anyhow::ensure!(
+            voters.contains_key(&node_id),
+            "node {node_id} is not one of the voters {voters:?}"
+        );
+        let quorum = Self::open_raft(dir, node_id).await?;
+        *quorum.server.lock() = Some(tokio::spawn(network::serve(listener, quorum.raft.clone())));
+        let first = voters.keys().next() == Some(&node_id);
+        let opened = async {
+            if first && !quorum.raft.is_initialized().await? {
+                tracing::info!(node_id, ?voters, "initializing the metadata quorum");
+                let members = voters
+                    .into_iter()
+                    .map(|(id, addr)| (id, BasicNode::new(addr)))
+                    .collect::<BTreeMap<_, _>>();
+                quorum.raft.initialize(members).await?;
+            }
+            let metrics = quorum
+                .raft
+                .wait(Some(OPEN_TIMEOUT))
+                .metrics(|m| m.current_leader.is_some(), "a known leader")
+                .await
+                .context("waiting for the metadata quorum to elect a leader")?;
+            tracing::info!(
+                node_id,
+                leader = ?metrics.current_leader,
+                term = metrics.current_term,
+                "metadata quorum open"
+            );
+            anyhow::Ok(())
+        };
+        if let Err(e) = opened.await {
+            if let Err(stop) = quorum.shutdown().await {
+                tracing::warn!(error = %stop, "stopping the metadata quorum after a failed open");
+            }
+            return Err(e);
+        }
+        Ok(quorum)
+    }
+
+    async fn open_raft(dir: &Path, node_id: u64) -> anyhow::Result<Quorum> {
         let lock = lock_dir(dir)?;
         let image = SharedImage::default();
         let (log_store, state_machine) = {
@@ -106,18 +168,17 @@ impl Quorum {
             .with_context(|| format!("opening metadata log in {}", dir.display()))?
         };
         let raft = Raft::new(node_id, config()?, Network, log_store, state_machine).await?;
-        let quorum = Quorum {
+        Ok(Quorum {
             raft,
             image,
             lock: parking_lot::Mutex::new(Some(lock)),
-        };
-        if let Err(e) = quorum.become_single_leader(node_id).await {
-            if let Err(stop) = quorum.shutdown().await {
-                tracing::warn!(error = %stop, "stopping the metadata quorum after a failed open");
-            }
-            return Err(e);
-        }
-        Ok(quorum)
+            server: parking_lot::Mutex::new(None),
+        })
+    }
+
+    /// The node that leads the quorum now, as far as this node knows.
+    pub async fn leader(&self) -> Option<u64> {
+        self.raft.current_leader().await
     }
 
     async fn become_single_leader(&self, node_id: u64) -> anyhow::Result<()> {
@@ -170,6 +231,9 @@ impl Quorum {
 
     /// Stops Raft cleanly.
     pub async fn shutdown(&self) -> anyhow::Result<()> {
+        if let Some(server) = self.server.lock().take() {
+            server.abort();
+        }
         self.raft
             .shutdown()
             .await

@@ -1,17 +1,75 @@
-//! Raft RPCs between controller nodes. A one-voter quorum never sends any, so for now every
-//! target is unreachable; cluster mode replaces this with a real transport.
+//! Raft RPCs between controller nodes over TCP: each message is a length-prefixed JSON frame,
+//! one request and its reply at a time per connection. The client side reconnects on the next
+//! call after any failure; the server side hands each request to the local Raft.
+//!
+//! Invariants:
+//! 1. A frame longer than [`FRAME_BYTES_MAX`] is refused before anything is allocated for it.
+//! 2. A failed call drops its connection: a reply can never be read for the wrong request.
 
 use std::io;
+use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::BasicNode;
+use openraft::{BasicNode, Raft};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use super::TypeConfig;
+
+/// The largest frame either side accepts: snapshots are sent in chunks well below it.
+pub const FRAME_BYTES_MAX: usize = 64 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<u64>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Reply {
+    AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
+    Vote(Result<VoteResponse<u64>, RaftError<u64>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+}
+
+async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(message).map_err(io::Error::other)?;
+    if body.len() > FRAME_BYTES_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "frame too large",
+        ));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+    let length = stream.read_u32().await? as usize;
+    if length > FRAME_BYTES_MAX {
+        // Invariant 1.
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct Network;
@@ -19,19 +77,7 @@ pub struct Network;
 pub struct Connection {
     target: u64,
     addr: String,
-}
-
-impl Connection {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<u64, BasicNode, E> {
-        let err = io::Error::new(
-            io::ErrorKind::NotConnected,
-            format!(
-                "no transport to metadata node {} at {:?} yet",
-                self.target, self.addr
-            ),
-        );
-        RPCError::Unreachable(Unreachable::new(&err))
-    }
+    stream: Option<TcpStream>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -41,35 +87,146 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             target,
             addr: node.addr.clone(),
+            stream: None,
         }
+    }
+}
+
+impl Connection {
+    /// Sends `request` and reads its reply, within `timeout`.
+    async fn call<E: std::error::Error>(
+        &mut self,
+        request: Request,
+        timeout: Duration,
+    ) -> Result<Reply, RPCError<u64, BasicNode, E>> {
+        if self.stream.is_none() {
+            let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr));
+            let stream = match connect.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+                Err(_) => {
+                    let e = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("connecting to {}", self.addr),
+                    );
+                    return Err(RPCError::Unreachable(Unreachable::new(&e)));
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            self.stream = Some(stream);
+        }
+        let stream = self.stream.as_mut().expect("connected above");
+        let exchange = async {
+            write_frame(stream, &request).await?;
+            read_frame::<Reply>(stream).await
+        };
+        let result = match tokio::time::timeout(timeout, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "raft rpc timed out",
+            )),
+        };
+        result.map_err(|e| {
+            // Invariant 2.
+            self.stream = None;
+            RPCError::Network(NetworkError::new(&e))
+        })
+    }
+
+    fn remote<E: std::error::Error>(
+        &self,
+        e: RaftError<u64, E>,
+    ) -> RPCError<u64, BasicNode, RaftError<u64, E>> {
+        RPCError::RemoteError(RemoteError::new(self.target, e))
+    }
+
+    fn unexpected<E: std::error::Error>(&mut self) -> RPCError<u64, BasicNode, E> {
+        self.stream = None;
+        let e = io::Error::new(io::ErrorKind::InvalidData, "a reply to another request");
+        RPCError::Network(NetworkError::new(&e))
     }
 }
 
 impl RaftNetwork<TypeConfig> for Connection {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(self.unreachable())
+        match self
+            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .await?
+        {
+            Reply::AppendEntries(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(self.unexpected()),
+        }
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<u64>,
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
-        Err(self.unreachable())
+        match self
+            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
+            .await?
+        {
+            Reply::InstallSnapshot(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(self.unexpected()),
+        }
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
-        _option: RPCOption,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(self.unreachable())
+        match self.call(Request::Vote(rpc), option.hard_ttl()).await? {
+            Reply::Vote(r) => r.map_err(|e| self.remote(e)),
+            _ => Err(self.unexpected()),
+        }
+    }
+}
+
+/// Answers Raft RPCs from the other controller nodes until the listener fails or the task is
+/// aborted, which closes every connection it accepted.
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "controller listener failed");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let raft = raft.clone();
+        connections.spawn(async move {
+            if let Err(e) = answer(stream, raft).await {
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(%peer, error = %e, "controller connection closed");
+                }
+            }
+        });
+    }
+}
+
+async fn answer(mut stream: TcpStream, raft: Raft<TypeConfig>) -> io::Result<()> {
+    loop {
+        let reply = match read_frame::<Request>(&mut stream).await? {
+            Request::AppendEntries(rpc) => Reply::AppendEntries(raft.append_entries(rpc).await),
+            Request::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
+            Request::InstallSnapshot(rpc) => {
+                Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+        };
+        write_frame(&mut stream, &reply).await?;
     }
 }

@@ -219,3 +219,125 @@ async fn zero_filled_tail_is_dropped_but_an_unreadable_entry_is_refused() {
         good_len + frame.len() as u64
     );
 }
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The leader all of `nodes` agree on, other than `gone`.
+async fn leader_among(nodes: &[&Quorum], gone: Option<u64>) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut seen = Vec::new();
+        for n in nodes {
+            seen.push(n.leader().await);
+        }
+        if let Some(Some(leader)) = seen.first() {
+            if Some(*leader) != gone && seen.iter().all(|l| *l == Some(*leader)) {
+                return *leader;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no agreed leader: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_replicate_over_tcp_and_survive_losing_the_leader() {
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let mut listeners = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        voters.insert(id, listener.local_addr().unwrap().to_string());
+        listeners.push(listener);
+    }
+    let mut listeners = listeners.into_iter();
+    let open = |i: usize, listener| {
+        Quorum::open_voter(dirs[i].path(), i as u64 + 1, voters.clone(), listener)
+    };
+    let (a, b, c) = tokio::join!(
+        open(0, listeners.next().unwrap()),
+        open(1, listeners.next().unwrap()),
+        open(2, listeners.next().unwrap())
+    );
+    let mut nodes: Vec<Option<Quorum>> = vec![Some(a.unwrap()), Some(b.unwrap()), Some(c.unwrap())];
+    let live = |nodes: &[Option<Quorum>]| -> Vec<usize> {
+        (0..nodes.len()).filter(|i| nodes[*i].is_some()).collect()
+    };
+    // Node ids are 1..=3, at index id - 1.
+    let node = |id: u64| -> usize { id as usize - 1 };
+
+    let all: Vec<&Quorum> = nodes.iter().flatten().collect();
+    let leader = leader_among(&all, None).await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let leader_node = nodes[node(leader)].as_ref().unwrap();
+    leader_node.write(topic_records("a", 0)).await.unwrap();
+    assert!(
+        nodes[node(follower)]
+            .as_ref()
+            .unwrap()
+            .write(topic_records("x", 10))
+            .await
+            .is_err(),
+        "only the leader appends"
+    );
+    for i in live(&nodes) {
+        let image = nodes[i].as_ref().unwrap().image().clone();
+        eventually("the topic on every voter", || {
+            image.read().topic_by_name("a").is_some()
+        })
+        .await;
+    }
+
+    // The leader goes away: the other two elect one of themselves and go on.
+    let old = nodes[node(leader)].take().unwrap();
+    old.shutdown().await.unwrap();
+    drop(old);
+    let rest: Vec<&Quorum> = nodes.iter().flatten().collect();
+    let started = std::time::Instant::now();
+    let new_leader = leader_among(&rest, Some(leader)).await;
+    assert_ne!(new_leader, leader);
+    println!("a new leader within {:?}", started.elapsed());
+    nodes[node(new_leader)]
+        .as_ref()
+        .unwrap()
+        .write(topic_records("b", 2))
+        .await
+        .unwrap();
+    for i in live(&nodes) {
+        let image = nodes[i].as_ref().unwrap().image().clone();
+        eventually("the second topic on both voters", || {
+            image.read().topic_by_name("b").is_some()
+        })
+        .await;
+    }
+
+    // The old leader comes back at its address and catches up from the log.
+    let listener = tokio::net::TcpListener::bind(&voters[&leader])
+        .await
+        .unwrap();
+    let back = Quorum::open_voter(dirs[node(leader)].path(), leader, voters.clone(), listener)
+        .await
+        .unwrap();
+    let image = back.image().clone();
+    eventually("the returning voter to catch up", || {
+        image.read().topic_by_name("b").is_some()
+    })
+    .await;
+    nodes[node(leader)] = Some(back);
+    for n in nodes.into_iter().flatten() {
+        n.shutdown().await.unwrap();
+    }
+}
