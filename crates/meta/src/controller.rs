@@ -3,7 +3,10 @@
 //! decisions and makes their records durable through the quorum before answering.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::image::{MetadataImage, ObjectState};
@@ -16,7 +19,7 @@ pub const TOPIC_NAME_LEN_MAX: usize = 249;
 /// A limit on partitions per topic, so one request cannot make the image explode.
 pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     RegisterBroker {
         node_id: NodeId,
@@ -82,7 +85,7 @@ pub enum Command {
 /// Producer ids per block, as in Kafka.
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum ControllerError {
     #[error("topic '{0}' already exists")]
     TopicAlreadyExists(String),
@@ -431,19 +434,52 @@ pub enum SubmitError {
     Quorum(#[from] anyhow::Error),
 }
 
+/// A [`SubmitError`] as it crosses the wire from the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Refused {
+    Controller(ControllerError),
+    Quorum(String),
+}
+
+impl From<SubmitError> for Refused {
+    fn from(e: SubmitError) -> Refused {
+        match e {
+            SubmitError::Controller(e) => Refused::Controller(e),
+            SubmitError::Quorum(e) => Refused::Quorum(e.to_string()),
+        }
+    }
+}
+
+impl From<Refused> for SubmitError {
+    fn from(e: Refused) -> SubmitError {
+        match e {
+            Refused::Controller(e) => SubmitError::Controller(e),
+            Refused::Quorum(e) => SubmitError::Quorum(anyhow::anyhow!(e)),
+        }
+    }
+}
+
+/// How long a command may look for a leader that can decide it.
+const SUBMIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pause before asking again while no leader is known.
+const NO_LEADER_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Serializes controller decisions: each decision sees the image with every earlier decision
-/// applied, so two racing creates of one topic cannot both succeed.
+/// applied, so two racing creates of one topic cannot both succeed. Only the quorum's leader
+/// decides; any other node forwards the command to it.
 pub struct ControllerHandle {
     quorum: Quorum,
     decide_lock: tokio::sync::Mutex<()>,
 }
 
 impl ControllerHandle {
-    pub fn new(quorum: Quorum) -> Self {
-        ControllerHandle {
+    pub fn new(quorum: Quorum) -> Arc<Self> {
+        let handle = Arc::new(ControllerHandle {
             quorum,
             decide_lock: tokio::sync::Mutex::new(()),
-        }
+        });
+        handle.quorum.serve_submissions(Arc::downgrade(&handle));
+        handle
     }
 
     pub fn image(&self) -> &crate::SharedImage {
@@ -454,13 +490,57 @@ impl ControllerHandle {
         &self.quorum
     }
 
-    /// Decides, replicates and applies; returns the records once they are in the image.
+    /// Decides, replicates and applies; returns the records once they are in this node's
+    /// image. A node that does not lead forwards the command to the leader.
     pub async fn submit(&self, command: Command) -> Result<Vec<MetadataRecord>, SubmitError> {
-        let _serial = self.decide_lock.lock().await;
-        let records = decide(&self.quorum.image().read(), &command)?;
-        if !records.is_empty() {
-            self.quorum.write(records.clone()).await?;
+        Ok(self.submit_indexed(&command).await?.0)
+    }
+
+    /// [`ControllerHandle::submit`], with the log index of the records (0 when none).
+    pub async fn submit_indexed(
+        &self,
+        command: &Command,
+    ) -> Result<(Vec<MetadataRecord>, u64), SubmitError> {
+        let deadline = Instant::now() + SUBMIT_TIMEOUT;
+        loop {
+            match self.quorum.leader_addr().await {
+                Some((leader, _)) if leader == self.quorum.node_id() => {
+                    return self.decide_and_write(command).await;
+                }
+                Some((_, addr)) => match crate::raft::forward(&addr, command).await {
+                    Ok(answer) => {
+                        let (records, index) = answer.map_err(SubmitError::from)?;
+                        // Read-your-writes: the records are in this node's image too.
+                        self.quorum.wait_applied(index, deadline).await?;
+                        return Ok((records, index));
+                    }
+                    // Not sent: the leader moved or is starting; ask again.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                    Err(e) => return Err(SubmitError::Quorum(e.into())),
+                },
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(SubmitError::Quorum(anyhow::anyhow!(
+                    "no metadata leader within {SUBMIT_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(NO_LEADER_BACKOFF).await;
         }
-        Ok(records)
+    }
+
+    async fn decide_and_write(
+        &self,
+        command: &Command,
+    ) -> Result<(Vec<MetadataRecord>, u64), SubmitError> {
+        let _serial = self.decide_lock.lock().await;
+        // A new leader may not have applied all it committed: decide on the whole log.
+        self.quorum.caught_up().await?;
+        let records = decide(&self.quorum.image().read(), command)?;
+        let mut index = 0;
+        if !records.is_empty() {
+            index = self.quorum.write(records.clone()).await?;
+        }
+        Ok((records, index))
     }
 }

@@ -29,7 +29,7 @@ pub async fn run(
     let (host, port) = config.advertised()?;
 
     let quorum = Quorum::open_single(&config.data_dir.join("meta"), config.node_id as u64).await?;
-    let controller = Arc::new(ControllerHandle::new(quorum));
+    let controller = ControllerHandle::new(quorum);
     let meta: Arc<dyn MetadataClient> = controller.clone();
     meta.submit(Command::RegisterBroker {
         node_id: config.node_id,

@@ -139,7 +139,7 @@ struct Node {
 
 async fn open(dir: &std::path::Path, store: Arc<dyn ObjectStore>) -> Node {
     let quorum = Quorum::open_single(&dir.join("meta"), 1).await.unwrap();
-    let controller = Arc::new(ControllerHandle::new(quorum));
+    let controller = ControllerHandle::new(quorum);
     let (wal, recovered) = FileWal::open(FileWalConfig {
         dir: dir.join("wal"),
         segment_bytes: 64 * 1024,

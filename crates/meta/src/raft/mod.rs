@@ -23,7 +23,8 @@ use openraft::{BasicNode, Config, LogIdOptionExt, Raft, ServerState, SnapshotPol
 use crate::records::{MetadataRecord, RecordEnvelope};
 use crate::SharedImage;
 use log_store::LogStore;
-use network::Network;
+pub use network::forward;
+use network::{Network, Submissions};
 use state_machine::StateMachine;
 
 openraft::declare_raft_types!(
@@ -53,6 +54,9 @@ pub struct Quorum {
     lock: parking_lot::Mutex<Option<File>>,
     /// Answers the other voters' RPCs (cluster mode).
     server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where the server hands commands forwarded to this node.
+    submissions: Submissions,
+    node_id: u64,
 }
 
 fn config() -> anyhow::Result<Arc<Config>> {
@@ -121,7 +125,11 @@ impl Quorum {
             "node {node_id} is not one of the voters {voters:?}"
         );
         let quorum = Self::open_raft(dir, node_id).await?;
-        *quorum.server.lock() = Some(tokio::spawn(network::serve(listener, quorum.raft.clone())));
+        *quorum.server.lock() = Some(tokio::spawn(network::serve(
+            listener,
+            quorum.raft.clone(),
+            quorum.submissions.clone(),
+        )));
         let first = voters.keys().next() == Some(&node_id);
         let opened = async {
             if first && !quorum.raft.is_initialized().await? {
@@ -173,7 +181,50 @@ impl Quorum {
             image,
             lock: parking_lot::Mutex::new(Some(lock)),
             server: parking_lot::Mutex::new(None),
+            submissions: Submissions::default(),
+            node_id,
         })
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Commands forwarded to this node go to `controller` from now on.
+    pub fn serve_submissions(&self, controller: std::sync::Weak<crate::ControllerHandle>) {
+        let _ = self.submissions.set(controller);
+    }
+
+    /// The leader this node knows of, with its controller address.
+    pub async fn leader_addr(&self) -> Option<(u64, String)> {
+        let leader = self.raft.current_leader().await?;
+        let metrics = self.raft.metrics().borrow().clone();
+        let node = metrics.membership_config.membership().get_node(&leader)?;
+        Some((leader, node.addr.clone()))
+    }
+
+    /// Returns once this node, as leader, has applied everything committed before now.
+    pub async fn caught_up(&self) -> anyhow::Result<()> {
+        tokio::time::timeout(WRITE_TIMEOUT, self.raft.ensure_linearizable())
+            .await
+            .map_err(|_| anyhow!("not caught up within {WRITE_TIMEOUT:?}"))?
+            .map_err(|e| anyhow!("not the metadata leader: {e}"))?;
+        Ok(())
+    }
+
+    /// Waits until this node has applied the log up to `index`.
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        deadline: std::time::Instant,
+    ) -> anyhow::Result<()> {
+        let timeout = deadline.saturating_duration_since(std::time::Instant::now());
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "a forwarded write")
+            .await
+            .map_err(|e| anyhow!("forwarded write not applied here: {e}"))?;
+        Ok(())
     }
 
     /// The node that leads the quorum now, as far as this node knows.

@@ -7,6 +7,7 @@
 //! 2. A failed call drops its connection: a reply can never be read for the wrong request.
 
 use std::io;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use openraft::error::{
@@ -24,23 +25,67 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::TypeConfig;
+use crate::controller::{Command, ControllerHandle, Refused};
+use crate::records::MetadataRecord;
+
+/// The controller this node's server hands forwarded commands to, once it exists.
+pub type Submissions = Arc<OnceLock<Weak<ControllerHandle>>>;
 
 /// The largest frame either side accepts: snapshots are sent in chunks well below it.
 pub const FRAME_BYTES_MAX: usize = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A forwarded command waits for its records to commit on the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize)]
 enum Request {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// A command a node that does not lead forwards to the leader.
+    Submit(Command),
 }
+
+/// What the leader answers a forwarded command: its records and their log index.
+pub type Submitted = Result<(Vec<MetadataRecord>, u64), Refused>;
 
 #[derive(Serialize, Deserialize)]
 enum Reply {
     AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    Submit(Submitted),
+}
+
+/// Forwards `command` to the controller at `addr` and waits for its answer. An error of kind
+/// `ConnectionRefused` means the command was never sent.
+pub async fn forward(addr: &str, command: &Command) -> io::Result<Submitted> {
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                format!("connecting to {addr}"),
+            ))
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let exchange = async {
+        write_frame(&mut stream, &Request::Submit(command.clone())).await?;
+        read_frame::<Reply>(&mut stream).await
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, exchange).await {
+        Ok(Ok(Reply::Submit(answer))) => Ok(answer),
+        Ok(Ok(_)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a reply to another request",
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "forwarded command timed out",
+        )),
+    }
 }
 
 async fn write_frame<T: Serialize>(stream: &mut TcpStream, message: &T) -> io::Result<()> {
@@ -194,7 +239,7 @@ impl RaftNetwork<TypeConfig> for Connection {
 
 /// Answers Raft RPCs from the other controller nodes until the listener fails or the task is
 /// aborted, which closes every connection it accepted.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, submissions: Submissions) {
     let mut connections = tokio::task::JoinSet::new();
     loop {
         // Reap finished connections so the set does not grow without bound.
@@ -207,9 +252,9 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let raft = raft.clone();
+        let (raft, submissions) = (raft.clone(), submissions.clone());
         connections.spawn(async move {
-            if let Err(e) = answer(stream, raft).await {
+            if let Err(e) = answer(stream, raft, submissions).await {
                 if e.kind() != io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%peer, error = %e, "controller connection closed");
                 }
@@ -218,13 +263,24 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>) {
     }
 }
 
-async fn answer(mut stream: TcpStream, raft: Raft<TypeConfig>) -> io::Result<()> {
+async fn answer(
+    mut stream: TcpStream,
+    raft: Raft<TypeConfig>,
+    submissions: Submissions,
+) -> io::Result<()> {
     loop {
         let reply = match read_frame::<Request>(&mut stream).await? {
             Request::AppendEntries(rpc) => Reply::AppendEntries(raft.append_entries(rpc).await),
             Request::Vote(rpc) => Reply::Vote(raft.vote(rpc).await),
             Request::InstallSnapshot(rpc) => {
                 Reply::InstallSnapshot(raft.install_snapshot(rpc).await)
+            }
+            Request::Submit(command) => {
+                let controller = submissions.get().and_then(Weak::upgrade);
+                Reply::Submit(match controller {
+                    Some(c) => c.submit_indexed(&command).await.map_err(Refused::from),
+                    None => Err(Refused::Quorum("the controller is starting".into())),
+                })
             }
         };
         write_frame(&mut stream, &reply).await?;

@@ -341,3 +341,92 @@ async fn three_voters_replicate_over_tcp_and_survive_losing_the_leader() {
         n.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_submitted_anywhere_are_decided_by_the_leader() {
+    use crate::controller::{Command, ControllerHandle, SubmitError};
+    use crate::ControllerError;
+
+    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
+    let mut listeners = Vec::new();
+    let mut voters = BTreeMap::new();
+    for id in 1..=3u64 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        voters.insert(id, listener.local_addr().unwrap().to_string());
+        listeners.push(listener);
+    }
+    let mut listeners = listeners.into_iter();
+    let open = |i: usize, listener| {
+        Quorum::open_voter(dirs[i].path(), i as u64 + 1, voters.clone(), listener)
+    };
+    let (a, b, c) = tokio::join!(
+        open(0, listeners.next().unwrap()),
+        open(1, listeners.next().unwrap()),
+        open(2, listeners.next().unwrap())
+    );
+    let mut handles: Vec<Option<std::sync::Arc<ControllerHandle>>> = [a, b, c]
+        .into_iter()
+        .map(|q| Some(ControllerHandle::new(q.unwrap())))
+        .collect();
+    let create = |name: &str, leader: i32| Command::CreateTopic {
+        topic_id: Uuid::new_v4(),
+        name: name.to_string(),
+        partitions: 2,
+        configs: BTreeMap::new(),
+        leader,
+    };
+    for (i, h) in handles.iter().enumerate() {
+        let h = h.as_ref().unwrap();
+        let name = format!("from-{i}");
+        let records = h.submit(create(&name, i as i32 + 1)).await.unwrap();
+        assert!(!records.is_empty());
+        // Read-your-writes on the node that submitted, leader or not.
+        let image = h.image().read();
+        let topic = image.topic_by_name(&name).expect("in this node's image");
+        assert_eq!(topic.partitions.len(), 2);
+    }
+    // The leader's decision, with its Kafka-level error, comes back over the wire.
+    for h in handles.iter().flatten() {
+        match h.submit(create("from-0", 1)).await {
+            Err(SubmitError::Controller(ControllerError::TopicAlreadyExists(name))) => {
+                assert_eq!(name, "from-0")
+            }
+            other => panic!("expected TopicAlreadyExists, got {other:?}"),
+        }
+    }
+    // Stream ids stay unique across nodes: every decision saw the others.
+    {
+        let image = handles[0].as_ref().unwrap().image().clone();
+        eventually("all topics everywhere", || image.read().topics.len() == 3).await;
+        let image = image.read();
+        let mut streams: Vec<u64> = image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values().map(|p| p.stream_id))
+            .collect();
+        streams.sort();
+        streams.dedup();
+        assert_eq!(streams.len(), 6);
+    }
+
+    // Without its leader the quorum decides again under a new one, wherever it is asked.
+    let leader = handles[0]
+        .as_ref()
+        .unwrap()
+        .quorum()
+        .leader()
+        .await
+        .unwrap();
+    let old = handles[leader as usize - 1].take().unwrap();
+    old.quorum().shutdown().await.unwrap();
+    drop(old);
+    for (i, h) in handles.iter().enumerate() {
+        let Some(h) = h else { continue };
+        let name = format!("after-{i}");
+        h.submit(create(&name, i as i32 + 1)).await.unwrap();
+        assert!(h.image().read().topic_by_name(&name).is_some());
+    }
+    for h in handles.into_iter().flatten() {
+        h.quorum().shutdown().await.unwrap();
+    }
+}
