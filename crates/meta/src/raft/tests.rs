@@ -253,8 +253,9 @@ async fn leader_among(nodes: &[&Quorum], gone: Option<u64>) -> u64 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_voters_replicate_over_tcp_and_survive_losing_the_leader() {
+/// Three voters (ids 1..=3, at index id - 1) on loopback, opened together, with their
+/// directories and addresses.
+async fn three_voters() -> (Vec<TempDir>, BTreeMap<u64, String>, Vec<Quorum>) {
     let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
     let mut listeners = Vec::new();
     let mut voters = BTreeMap::new();
@@ -272,7 +273,14 @@ async fn three_voters_replicate_over_tcp_and_survive_losing_the_leader() {
         open(1, listeners.next().unwrap()),
         open(2, listeners.next().unwrap())
     );
-    let mut nodes: Vec<Option<Quorum>> = vec![Some(a.unwrap()), Some(b.unwrap()), Some(c.unwrap())];
+    let quorums = vec![a.unwrap(), b.unwrap(), c.unwrap()];
+    (dirs, voters, quorums)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_replicate_over_tcp_and_survive_losing_the_leader() {
+    let (dirs, voters, quorums) = three_voters().await;
+    let mut nodes: Vec<Option<Quorum>> = quorums.into_iter().map(Some).collect();
     let live = |nodes: &[Option<Quorum>]| -> Vec<usize> {
         (0..nodes.len()).filter(|i| nodes[*i].is_some()).collect()
     };
@@ -347,26 +355,10 @@ async fn commands_submitted_anywhere_are_decided_by_the_leader() {
     use crate::controller::{Command, ControllerHandle, SubmitError};
     use crate::ControllerError;
 
-    let dirs: Vec<TempDir> = (0..3).map(|_| TempDir::new().unwrap()).collect();
-    let mut listeners = Vec::new();
-    let mut voters = BTreeMap::new();
-    for id in 1..=3u64 {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        voters.insert(id, listener.local_addr().unwrap().to_string());
-        listeners.push(listener);
-    }
-    let mut listeners = listeners.into_iter();
-    let open = |i: usize, listener| {
-        Quorum::open_voter(dirs[i].path(), i as u64 + 1, voters.clone(), listener)
-    };
-    let (a, b, c) = tokio::join!(
-        open(0, listeners.next().unwrap()),
-        open(1, listeners.next().unwrap()),
-        open(2, listeners.next().unwrap())
-    );
-    let mut handles: Vec<Option<std::sync::Arc<ControllerHandle>>> = [a, b, c]
+    let (_dirs, _, quorums) = three_voters().await;
+    let mut handles: Vec<Option<std::sync::Arc<ControllerHandle>>> = quorums
         .into_iter()
-        .map(|q| Some(ControllerHandle::new(q.unwrap())))
+        .map(|q| Some(ControllerHandle::new(q)))
         .collect();
     let create = |name: &str, leader: i32| Command::CreateTopic {
         topic_id: Uuid::new_v4(),
