@@ -77,14 +77,14 @@ impl GroupShard {
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                     commit_ms: now_ms,
                 };
-                let error =
-                    match self.commit_record(group_error, known, p.partition_index, key, value) {
-                        Ok(r) => {
-                            records.push(r);
-                            0
-                        }
-                        Err(e) => e,
-                    };
+                let error = self.commit_into(
+                    &mut records,
+                    group_error,
+                    known,
+                    p.partition_index,
+                    key,
+                    value,
+                );
                 out.partitions.push(
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
@@ -99,28 +99,31 @@ impl GroupShard {
         (response, fx)
     }
 
-    /// One partition's commit as the record `key` → `value`, or its error: the group's
-    /// (`group_error`), an unknown partition (`known` is the topic's id and partition count),
-    /// metadata too large.
-    pub(crate) fn commit_record(
+    /// One partition's commit: pushes the record `key` → `value` onto `records` and answers
+    /// 0, or answers its error: the group's (`group_error`), an unknown partition (`known` is
+    /// the topic's id and partition count), metadata too large.
+    pub(crate) fn commit_into(
         &self,
+        records: &mut Vec<GroupRecord>,
         group_error: Result<(), i16>,
         known: Option<(uuid::Uuid, i32)>,
         partition: i32,
         key: RecordKey,
         value: OffsetValue,
-    ) -> Result<GroupRecord, i16> {
-        group_error?;
-        if !known.is_some_and(|(_, n)| (0..n).contains(&partition)) {
-            Err(code(ResponseError::UnknownTopicOrPartition))
+    ) -> i16 {
+        if let Err(e) = group_error {
+            e
+        } else if !known.is_some_and(|(_, n)| (0..n).contains(&partition)) {
+            code(ResponseError::UnknownTopicOrPartition)
         } else if value
             .metadata
             .as_ref()
             .is_some_and(|m| m.len() > self.config.offset_metadata_max_bytes)
         {
-            Err(code(ResponseError::OffsetMetadataTooLarge))
+            code(ResponseError::OffsetMetadataTooLarge)
         } else {
-            Ok(GroupRecord::put(key, RecordValue::Offset(value)))
+            records.push(GroupRecord::put(key, RecordValue::Offset(value)));
+            0
         }
     }
 

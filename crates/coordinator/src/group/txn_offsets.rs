@@ -67,14 +67,14 @@ impl GroupShard {
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
                     commit_ms: now_ms,
                 };
-                let error =
-                    match self.commit_record(group_error, known, p.partition_index, key, value) {
-                        Ok(r) => {
-                            records.push(r);
-                            0
-                        }
-                        Err(e) => e,
-                    };
+                let error = self.commit_into(
+                    &mut records,
+                    group_error,
+                    known,
+                    p.partition_index,
+                    key,
+                    value,
+                );
                 out.partitions.push(
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
