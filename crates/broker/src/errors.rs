@@ -30,6 +30,8 @@ pub fn controller(error: &ControllerError) -> i16 {
         ControllerError::InvalidConfig(_) => ResponseError::InvalidConfig,
         ControllerError::FencedEpoch { .. } => ResponseError::NotLeaderOrFollower,
         ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        // Kafka's answer when too few brokers are registered to place a partition.
+        ControllerError::NoBrokers => ResponseError::InvalidReplicationFactor,
     })
 }
 

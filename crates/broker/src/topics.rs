@@ -77,7 +77,6 @@ pub async fn create(
             partitions
         },
         configs,
-        leader: broker.config.node_id,
     };
     if validate_only {
         let image = broker.meta.image().read();

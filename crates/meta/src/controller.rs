@@ -21,6 +21,10 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
+    /// Names the cluster unless it already has a name.
+    InitCluster {
+        cluster_id: String,
+    },
     RegisterBroker {
         node_id: NodeId,
         host: String,
@@ -33,7 +37,6 @@ pub enum Command {
         name: String,
         partitions: i32,
         configs: BTreeMap<String, String>,
-        leader: NodeId,
     },
     DeleteTopic {
         name: String,
@@ -41,7 +44,6 @@ pub enum Command {
     CreatePartitions {
         name: String,
         total: i32,
-        leader: NodeId,
     },
     /// `replace` drops every config not named (AlterConfigs); otherwise only the named ones
     /// change (IncrementalAlterConfigs).
@@ -105,6 +107,8 @@ pub enum ControllerError {
     },
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("no broker is available to lead new partitions")]
+    NoBrokers,
 }
 
 /// Where an object's bytes live; the hashed prefix spreads keys over the store's partitions.
@@ -143,15 +147,18 @@ fn validate_configs<'a>(
     Ok(())
 }
 
+/// Partitions `from..to` of a topic, each with its two streams opened for the broker that
+/// [`placement`](crate::placement) picks to lead it.
 fn partition_records(
     image: &MetadataImage,
     topic_id: Uuid,
     from: i32,
     to: i32,
-    leader: NodeId,
-) -> Vec<MetadataRecord> {
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let leaders =
+        crate::placement::leaders(image, topic_id, from, to).ok_or(ControllerError::NoBrokers)?;
     let mut records = Vec::new();
-    for (i, partition) in (from..to).enumerate() {
+    for (i, (partition, leader)) in (from..to).zip(leaders).enumerate() {
         let stream_id = image.next_stream_id + 2 * i as u64;
         let state_stream_id = stream_id + 1;
         records.push(MetadataRecord::Partition {
@@ -171,7 +178,7 @@ fn partition_records(
             });
         }
     }
-    records
+    Ok(records)
 }
 
 /// Turns a command into the records that carry it out. Pure: same image, same command, same
@@ -181,6 +188,12 @@ pub fn decide(
     command: &Command,
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
     match command {
+        Command::InitCluster { cluster_id } => Ok(match image.cluster_id {
+            Some(_) => Vec::new(),
+            None => vec![MetadataRecord::ClusterId {
+                cluster_id: cluster_id.clone(),
+            }],
+        }),
         Command::RegisterBroker {
             node_id,
             host,
@@ -199,7 +212,6 @@ pub fn decide(
             name,
             partitions,
             configs,
-            leader,
         } => {
             validate_topic_name(name)?;
             if image.topic_ids.contains_key(name) {
@@ -223,7 +235,7 @@ pub fn decide(
                 name: name.clone(),
                 configs: configs.clone(),
             }];
-            records.extend(partition_records(image, *topic_id, 0, *partitions, *leader));
+            records.extend(partition_records(image, *topic_id, 0, *partitions)?);
             Ok(records)
         }
         Command::DeleteTopic { name } => {
@@ -234,11 +246,7 @@ pub fn decide(
                 topic_id: topic.topic_id,
             }])
         }
-        Command::CreatePartitions {
-            name,
-            total,
-            leader,
-        } => {
+        Command::CreatePartitions { name, total } => {
             let topic = image
                 .topic_by_name(name)
                 .ok_or(ControllerError::UnknownTopicOrPartition)?;
@@ -253,13 +261,7 @@ pub fn decide(
                     "Number of partitions must be at most {PARTITIONS_PER_TOPIC_MAX}"
                 )));
             }
-            Ok(partition_records(
-                image,
-                topic.topic_id,
-                current,
-                *total,
-                *leader,
-            ))
+            partition_records(image, topic.topic_id, current, *total)
         }
         Command::AlterTopicConfigs {
             name,

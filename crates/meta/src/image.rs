@@ -11,6 +11,8 @@ use crate::records::{MetadataRecord, NodeId, ObjectId, StreamId, StreamRange};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct MetadataImage {
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     pub brokers: BTreeMap<NodeId, BrokerImage>,
     pub topics: BTreeMap<Uuid, TopicImage>,
     pub topic_ids: BTreeMap<String, Uuid>,
@@ -30,6 +32,9 @@ pub struct BrokerImage {
     pub port: i32,
     pub rack: Option<String>,
     pub incarnation: u64,
+    /// May not lead partitions or write (its lease ran out, DESIGN.md §4).
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -89,6 +94,9 @@ impl MetadataImage {
     /// is a no-op.
     pub fn apply(&mut self, record: &MetadataRecord) {
         match record {
+            MetadataRecord::ClusterId { cluster_id } => {
+                self.cluster_id.get_or_insert_with(|| cluster_id.clone());
+            }
             MetadataRecord::RegisterBroker {
                 node_id,
                 host,
@@ -104,6 +112,7 @@ impl MetadataImage {
                         port: *port,
                         rack: rack.clone(),
                         incarnation: *incarnation,
+                        fenced: false,
                     },
                 );
             }

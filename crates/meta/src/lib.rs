@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod image;
+pub mod placement;
 pub mod raft;
 pub mod records;
 pub mod topic_config;

@@ -39,6 +39,10 @@ pub struct StreamRange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum MetadataRecord {
+    /// The cluster's id, set once by the first node to start (Kafka's cluster.id).
+    ClusterId {
+        cluster_id: String,
+    },
     /// A broker joined (or rejoined, with a new incarnation).
     RegisterBroker {
         node_id: NodeId,

@@ -1,6 +1,7 @@
 //! Configuration: one schema read from flags, `STRATA_*` environment variables and a TOML file,
 //! in that order of precedence, then defaults.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +65,18 @@ pub struct Settings {
     pub node_id: Option<i32>,
     #[arg(long, env = "STRATA_RACK")]
     pub rack: Option<String>,
+    /// `broker,controller` (a broker that votes in the metadata quorum) or `broker` (one that
+    /// follows it). Default broker,controller.
+    #[arg(long, env = "STRATA_ROLES")]
+    pub roles: Option<String>,
+    /// Where this node answers the metadata quorum's traffic. Default: its entry in
+    /// --controller-quorum (required for a node that does not vote).
+    #[arg(long, env = "STRATA_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
+    /// The voters, `ID@HOST:PORT,...`, the same list on every node. Default: none, a single
+    /// node that is its own one-voter quorum.
+    #[arg(long, env = "STRATA_CONTROLLER_QUORUM")]
+    pub controller_quorum: Option<String>,
     /// Kafka's auto.create.topics.enable. Default true.
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -164,6 +177,16 @@ pub enum WalKind {
     Object,
 }
 
+/// How a node takes part in a cluster's metadata quorum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Votes in the quorum (`controller` role) or only follows it.
+    pub voter: bool,
+    pub controller_listen: String,
+    /// Voter node id -> controller address.
+    pub quorum: BTreeMap<u64, String>,
+}
+
 /// The resolved configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -178,6 +201,8 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     pub node_id: i32,
     pub rack: Option<String>,
+    /// `None`: a single node, its own one-voter quorum.
+    pub cluster: Option<ClusterConfig>,
     pub auto_create_topics: bool,
     pub num_partitions: i32,
     pub message_max_bytes: usize,
@@ -224,6 +249,13 @@ impl Config {
                 None => anyhow::bail!("--wal must be file, file:PATH or object, not {other}"),
             },
         };
+        let node_id = cli.node_id.or(file.node_id).unwrap_or(1);
+        let cluster = cluster(
+            node_id,
+            cli.roles.or(file.roles).as_deref(),
+            cli.controller_listen.or(file.controller_listen),
+            cli.controller_quorum.or(file.controller_quorum).as_deref(),
+        )?;
         let config = Config {
             advertise: cli
                 .advertise
@@ -248,8 +280,9 @@ impl Config {
                 .wal_segment_bytes
                 .or(file.wal_segment_bytes)
                 .unwrap_or(64 << 20),
-            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
             rack: cli.rack.or(file.rack),
+            cluster,
             auto_create_topics: cli
                 .auto_create_topics
                 .or(file.auto_create_topics)
@@ -364,6 +397,67 @@ impl Config {
     }
 }
 
+/// The node's part in a cluster, from `--roles`, `--controller-listen` and
+/// `--controller-quorum`; `None` for a single node.
+fn cluster(
+    node_id: i32,
+    roles: Option<&str>,
+    listen: Option<String>,
+    quorum: Option<&str>,
+) -> anyhow::Result<Option<ClusterConfig>> {
+    let mut roles: Vec<&str> = roles
+        .unwrap_or("broker,controller")
+        .split(',')
+        .map(str::trim)
+        .collect();
+    roles.sort_unstable();
+    let voter = match roles.as_slice() {
+        ["broker", "controller"] => true,
+        ["broker"] => false,
+        _ => anyhow::bail!("--roles must be broker,controller or broker, not {roles:?}"),
+    };
+    let Some(quorum) = quorum else {
+        anyhow::ensure!(
+            voter,
+            "a node with --roles broker needs --controller-quorum to follow"
+        );
+        return Ok(None);
+    };
+    let mut voters = BTreeMap::new();
+    for entry in quorum.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (id, addr) = entry.split_once('@').ok_or_else(|| {
+            anyhow::anyhow!("--controller-quorum entry {entry} is not ID@HOST:PORT")
+        })?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--controller-quorum entry {entry}: bad node id"))?;
+        anyhow::ensure!(
+            addr.contains(':'),
+            "--controller-quorum entry {entry}: address must be HOST:PORT"
+        );
+        anyhow::ensure!(
+            voters.insert(id, addr.to_string()).is_none(),
+            "--controller-quorum names node {id} twice"
+        );
+    }
+    anyhow::ensure!(!voters.is_empty(), "--controller-quorum names no voters");
+    let own = u64::try_from(node_id).ok().and_then(|id| voters.get(&id));
+    anyhow::ensure!(
+        own.is_some() == voter,
+        "node {node_id}: a voter must be in --controller-quorum and a broker-only node must not be"
+    );
+    let controller_listen = match (listen, own) {
+        (Some(listen), _) => listen,
+        (None, Some(own)) => own.clone(),
+        (None, None) => anyhow::bail!("a node with --roles broker needs --controller-listen"),
+    };
+    Ok(Some(ClusterConfig {
+        voter,
+        controller_listen,
+        quorum: voters,
+    }))
+}
+
 /// The transaction coordinator's settings, each layered like the rest.
 fn transactions(cli: &Settings, file: &Settings) -> TxnConfig {
     let d = TxnConfig::default();
@@ -451,10 +545,34 @@ mod tests {
         assert_eq!(c.num_partitions, 3);
         assert_eq!(c.wal, WalKind::Object);
         assert_eq!(c.admin_listen, "127.0.0.1:9099");
+        assert_eq!(c.cluster, None);
         assert!(Config::resolve(Settings {
             wal: Some("disk".into()),
             ..Default::default()
         })
         .is_err());
+    }
+
+    #[test]
+    fn a_cluster_node_names_its_roles_and_the_voters() {
+        let quorum = Some("1@127.0.0.1:9193, 2@127.0.0.1:9293,3@127.0.0.1:9393");
+        let voter = cluster(2, None, None, quorum).unwrap().unwrap();
+        assert!(voter.voter);
+        assert_eq!(voter.controller_listen, "127.0.0.1:9293");
+        assert_eq!(voter.quorum.len(), 3);
+        let follower = cluster(4, Some("broker"), Some("127.0.0.1:9493".into()), quorum)
+            .unwrap()
+            .unwrap();
+        assert!(!follower.voter);
+        assert_eq!(follower.controller_listen, "127.0.0.1:9493");
+        // A voter outside the list, a follower inside it, no listener, bad entries.
+        assert!(cluster(4, None, None, quorum).is_err());
+        assert!(cluster(1, Some("broker"), Some("h:1".into()), quorum).is_err());
+        assert!(cluster(4, Some("broker"), None, quorum).is_err());
+        assert!(cluster(4, Some("broker"), None, None).is_err());
+        assert!(cluster(1, Some("controller"), None, quorum).is_err());
+        assert!(cluster(1, None, None, Some("1@h:1,1@h:2")).is_err());
+        assert!(cluster(1, None, None, Some("x@h:1")).is_err());
+        assert_eq!(cluster(1, None, None, None).unwrap(), None);
     }
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use strata_broker::{retention, Broker, BrokerConfig};
 use strata_meta::raft::Quorum;
@@ -25,12 +26,22 @@ pub async fn run(
     cold: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let cluster_id = cluster_id(&config)?;
     let (host, port) = config.advertised()?;
 
-    let quorum = Quorum::open_single(&config.data_dir.join("meta"), config.node_id as u64).await?;
+    let quorum = open_quorum(&config).await?;
     let controller = ControllerHandle::new(quorum);
     let meta: Arc<dyn MetadataClient> = controller.clone();
+    // Every node proposes its own id; the first one the quorum decides names the cluster.
+    meta.submit(Command::InitCluster {
+        cluster_id: proposed_cluster_id(&config)?,
+    })
+    .await?;
+    let cluster_id = meta
+        .image()
+        .read()
+        .cluster_id
+        .clone()
+        .context("the cluster has no id")?;
     meta.submit(Command::RegisterBroker {
         node_id: config.node_id,
         host: host.clone(),
@@ -150,6 +161,31 @@ pub async fn run(
     Ok(())
 }
 
+/// The metadata quorum: a one-voter quorum of its own for a single node; in a cluster, a voter
+/// or a follower of the voters `--controller-quorum` names.
+async fn open_quorum(config: &Config) -> anyhow::Result<Quorum> {
+    let dir = config.data_dir.join("meta");
+    let node_id = u64::try_from(config.node_id)?;
+    let Some(cluster) = &config.cluster else {
+        return Quorum::open_single(&dir, node_id).await;
+    };
+    let listener = TcpListener::bind(&cluster.controller_listen)
+        .await
+        .with_context(|| format!("binding --controller-listen {}", cluster.controller_listen))?;
+    if cluster.voter {
+        Quorum::open_voter(&dir, node_id, cluster.quorum.clone(), listener).await
+    } else {
+        Quorum::open_follower(
+            &dir,
+            node_id,
+            &cluster.controller_listen,
+            cluster.quorum.clone(),
+            listener,
+        )
+        .await
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
@@ -159,8 +195,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// The cluster id, made once and kept in the data dir.
-fn cluster_id(config: &Config) -> anyhow::Result<String> {
+/// The cluster id this node proposes, made once and kept in the data dir (where a single node
+/// made before the id was a metadata record keeps its own).
+fn proposed_cluster_id(config: &Config) -> anyhow::Result<String> {
     let path = config.data_dir.join("cluster.id");
     if let Ok(id) = std::fs::read_to_string(&path) {
         return Ok(id.trim().to_string());

@@ -210,12 +210,21 @@ async fn acknowledged_batches_survive_crashes_faults_and_gc() {
 
     let node = open(dir.path(), dyn_store.clone()).await;
     node.controller
+        .submit(Command::RegisterBroker {
+            node_id: 1,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            incarnation: 1,
+        })
+        .await
+        .unwrap();
+    node.controller
         .submit(Command::CreateTopic {
             topic_id: uuid::Uuid::new_v4(),
             name: "sim".into(),
             partitions: 3,
             configs: Default::default(),
-            leader: 1,
         })
         .await
         .unwrap();

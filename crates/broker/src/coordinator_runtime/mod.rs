@@ -4,10 +4,11 @@
 pub mod log;
 pub mod task;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
+use parking_lot::Mutex;
 use strata_coordinator::partitioner::partition_for;
 use strata_coordinator::CoordinatorShard;
 use tokio::sync::OnceCell;
@@ -20,7 +21,15 @@ pub struct Coordinator<S: CoordinatorShard> {
     settings: Arc<ShardSettings<S>>,
     /// The topic's partition count, used when it is made.
     partitions: i32,
-    shards: OnceCell<Vec<ShardHandle<S>>>,
+    /// The partition count of the topic once it exists (made on first use).
+    topic: OnceCell<i32>,
+    /// The shards this node runs: partitions it leads, each with the leader epoch it was
+    /// started for. A partition led elsewhere is answered with NOT_COORDINATOR.
+    shards: Mutex<HashMap<i32, (i32, ShardHandle<S>)>>,
+}
+
+fn not_coordinator() -> i16 {
+    ResponseError::NotCoordinator.code()
 }
 
 impl<S: CoordinatorShard> Coordinator<S> {
@@ -29,7 +38,8 @@ impl<S: CoordinatorShard> Coordinator<S> {
         Coordinator {
             settings: Arc::new(settings),
             partitions,
-            shards: OnceCell::new(),
+            topic: OnceCell::new(),
+            shards: Mutex::new(HashMap::new()),
         }
     }
 
@@ -37,36 +47,68 @@ impl<S: CoordinatorShard> Coordinator<S> {
         self.settings.topic
     }
 
-    /// The shard tasks, started (and the topic made) on first use.
-    pub async fn shards(&self, broker: &Broker) -> Result<&[ShardHandle<S>], i16> {
-        self.shards
-            .get_or_try_init(|| self.start(broker))
+    /// The topic's partition count, the topic made first if it does not exist yet.
+    async fn partition_count(&self, broker: &Broker) -> Result<i32, i16> {
+        self.topic
+            .get_or_try_init(|| self.make_topic(broker))
             .await
-            .map(Vec::as_slice)
+            .copied()
+    }
+
+    /// The shards of every partition this node leads, started if they were not.
+    pub async fn shards(&self, broker: &Broker) -> Result<Vec<ShardHandle<S>>, i16> {
+        let count = self.partition_count(broker).await?;
+        Ok((0..count)
+            .filter_map(|p| self.shard(broker, p).ok())
+            .collect())
     }
 
     /// The shard that holds `key` (a group id, a transactional id).
     pub async fn shard_for(&self, broker: &Broker, key: &str) -> Result<ShardHandle<S>, i16> {
-        let shards = self.shards(broker).await?;
-        Ok(shards[partition_for(key, shards.len() as i32) as usize].clone())
+        let partition = self.partition_of(broker, key).await?;
+        self.shard(broker, partition)
     }
 
     /// The partition of `key`, once the topic exists.
     pub async fn partition_of(&self, broker: &Broker, key: &str) -> Result<i32, i16> {
-        let shards = self.shards(broker).await?;
-        Ok(partition_for(key, shards.len() as i32))
+        let count = self.partition_count(broker).await?;
+        Ok(partition_for(key, count))
     }
 
-    /// The shard of partition `partition`, if the coordinator runs.
-    pub fn shard_of_partition(&self, partition: i32) -> Option<ShardHandle<S>> {
-        self.shards
-            .get()?
-            .get(usize::try_from(partition).ok()?)
-            .cloned()
+    /// The shard of `partition` if this node leads it (started now if it was not running, or
+    /// was started for an older leader epoch); NOT_COORDINATOR if another node leads it and
+    /// UNKNOWN_TOPIC_OR_PARTITION if there is no such partition.
+    pub fn shard(&self, broker: &Broker, partition: i32) -> Result<ShardHandle<S>, i16> {
+        let (stream_id, leader_epoch) = {
+            let image = broker.meta.image().read();
+            let p = image
+                .partition(self.topic(), partition)
+                .ok_or(ResponseError::UnknownTopicOrPartition.code())?;
+            if p.leader != broker.config.node_id {
+                return Err(not_coordinator());
+            }
+            (p.stream_id, p.leader_epoch)
+        };
+        let mut shards = self.shards.lock();
+        if let Some((epoch, handle)) = shards.get(&partition) {
+            if *epoch == leader_epoch && !handle.is_closed() {
+                return Ok(handle.clone());
+            }
+        }
+        let handle = task::spawn(
+            broker.engine.clone(),
+            broker.meta.clone(),
+            partition,
+            stream_id,
+            self.settings.clone(),
+        );
+        shards.insert(partition, (leader_epoch, handle.clone()));
+        Ok(handle)
     }
 
-    /// Starts the shards now if the topic already exists (after a restart), so that timers
-    /// run and owed work resumes without waiting for a client.
+    /// Starts the shards of the partitions this node leads now if the topic already exists
+    /// (after a restart), so that timers run and owed work resumes without waiting for a
+    /// client.
     pub async fn start_if_present(&self, broker: &Broker) {
         let present = broker
             .meta
@@ -81,7 +123,8 @@ impl<S: CoordinatorShard> Coordinator<S> {
         }
     }
 
-    async fn start(&self, broker: &Broker) -> Result<Vec<ShardHandle<S>>, i16> {
+    /// Makes the topic if it does not exist; returns its partition count.
+    async fn make_topic(&self, broker: &Broker) -> Result<i32, i16> {
         let topic = self.topic();
         let exists = broker.meta.image().read().topic_by_name(topic).is_some();
         if !exists {
@@ -95,27 +138,10 @@ impl<S: CoordinatorShard> Coordinator<S> {
                 }
             }
         }
-        let streams: Vec<(i32, u64)> = {
-            let image = broker.meta.image().read();
-            let t = image
-                .topic_by_name(topic)
-                .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
-            t.partitions
-                .values()
-                .map(|p| (p.partition, p.stream_id))
-                .collect()
-        };
-        Ok(streams
-            .into_iter()
-            .map(|(partition, stream_id)| {
-                task::spawn(
-                    broker.engine.clone(),
-                    broker.meta.clone(),
-                    partition,
-                    stream_id,
-                    self.settings.clone(),
-                )
-            })
-            .collect())
+        let image = broker.meta.image().read();
+        let t = image
+            .topic_by_name(topic)
+            .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
+        Ok(t.partitions.len() as i32)
     }
 }

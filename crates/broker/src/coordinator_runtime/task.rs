@@ -61,6 +61,11 @@ impl<S: CoordinatorShard> Clone for ShardHandle<S> {
 }
 
 impl<S: CoordinatorShard> ShardHandle<S> {
+    /// The task is gone (its partition failed to load or moved away).
+    pub fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+
     /// Runs `f` on the shard; resolves with its result once its records are durable.
     pub async fn call<R: Send + 'static>(
         &self,

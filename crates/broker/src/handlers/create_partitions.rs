@@ -38,7 +38,6 @@ pub async fn handle(broker: &Broker, request: CreatePartitionsRequest) -> Create
         let command = Command::CreatePartitions {
             name: topic.name.0.to_string(),
             total: topic.count,
-            leader: broker.config.node_id,
         };
         let outcome = if request.validate_only {
             controller::decide(&broker.meta.image().read(), &command)

@@ -14,7 +14,7 @@ pub async fn handle(
     req: ListGroupsRequest,
 ) -> ListGroupsResponse {
     let shards = match broker.groups.shards(broker).await {
-        Ok(s) => s.to_vec(),
+        Ok(s) => s,
         Err(e) => return ListGroupsResponse::default().with_error_code(e),
     };
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_string()).collect();

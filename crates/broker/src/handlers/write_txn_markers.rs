@@ -2,7 +2,6 @@
 //! on partitions it leads. Strata's own coordinator writes its markers directly; this API
 //! serves other coordinators (and tools) with Kafka's answers.
 
-use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -58,8 +57,9 @@ async fn write(
     commit: bool,
 ) -> i16 {
     if topic == OFFSETS_TOPIC {
-        let Some(shard) = broker.groups.shard_of_partition(partition) else {
-            return ResponseError::UnknownTopicOrPartition.code();
+        let shard = match broker.groups.shard(broker, partition) {
+            Ok(shard) => shard,
+            Err(code) => return code,
         };
         return match shard
             .call(move |s, now_ms, _| ((), s.complete_txn(now_ms, pid, epoch, commit)))

@@ -120,9 +120,11 @@ async fn write_one(
     partition: i32,
 ) -> Result<(), i16> {
     if topic == OFFSETS_TOPIC {
-        let shard = broker.groups.shards(broker).await?;
-        let Some(shard) = shard.get(partition as usize) else {
-            return Ok(());
+        let shard = match broker.groups.shard(broker, partition) {
+            Ok(shard) => shard,
+            // Not a partition of the topic: nothing to complete.
+            Err(code) if code == ResponseError::UnknownTopicOrPartition.code() => return Ok(()),
+            Err(code) => return Err(code),
         };
         let (pid, epoch, commit) = (job.producer_id, job.producer_epoch, job.commit);
         return shard

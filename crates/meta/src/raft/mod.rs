@@ -24,6 +24,7 @@ use crate::records::{MetadataRecord, RecordEnvelope};
 use crate::SharedImage;
 use log_store::LogStore;
 pub use network::forward;
+use network::join;
 use network::{Network, Submissions};
 use state_machine::StateMachine;
 
@@ -152,6 +153,60 @@ impl Quorum {
                 term = metrics.current_term,
                 "metadata quorum open"
             );
+            anyhow::Ok(())
+        };
+        if let Err(e) = opened.await {
+            if let Err(stop) = quorum.shutdown().await {
+                tracing::warn!(error = %stop, "stopping the metadata quorum after a failed open");
+            }
+            return Err(e);
+        }
+        Ok(quorum)
+    }
+
+    /// Opens this node's Raft log under `dir` as a follower that does not vote: it answers the
+    /// leader's replication on `listener` (bound to `addr`), asks the `voters` until the leader
+    /// adds it as a learner, and waits until it knows the leader.
+    pub async fn open_follower(
+        dir: &Path,
+        node_id: u64,
+        addr: &str,
+        voters: BTreeMap<u64, String>,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Quorum> {
+        anyhow::ensure!(
+            !voters.contains_key(&node_id),
+            "node {node_id} is one of the voters; it cannot only follow"
+        );
+        let quorum = Self::open_raft(dir, node_id).await?;
+        *quorum.server.lock() = Some(tokio::spawn(network::serve(
+            listener,
+            quorum.raft.clone(),
+            quorum.submissions.clone(),
+        )));
+        let opened = async {
+            let deadline = tokio::time::Instant::now() + OPEN_TIMEOUT;
+            'joined: loop {
+                for voter in voters.values() {
+                    match join(voter, node_id, addr).await {
+                        Ok(Ok(())) => break 'joined,
+                        Ok(Err(why)) => tracing::debug!(voter, why, "not joined yet"),
+                        Err(e) => tracing::debug!(voter, error = %e, "not joined yet"),
+                    }
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "no metadata leader took this node as a follower within {OPEN_TIMEOUT:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            let metrics = quorum
+                .raft
+                .wait(Some(OPEN_TIMEOUT))
+                .metrics(|m| m.current_leader.is_some(), "a known leader")
+                .await
+                .context("waiting to hear from the metadata leader")?;
+            tracing::info!(node_id, leader = ?metrics.current_leader, "following the metadata quorum");
             anyhow::Ok(())
         };
         if let Err(e) = opened.await {

@@ -44,6 +44,11 @@ enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// A command a node that does not lead forwards to the leader.
     Submit(Command),
+    /// A node that does not vote asks to follow the log (as a Raft learner) at `addr`.
+    Join {
+        node_id: u64,
+        addr: String,
+    },
 }
 
 /// What the leader answers a forwarded command: its records and their log index.
@@ -55,6 +60,7 @@ enum Reply {
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     Submit(Submitted),
+    Join(Result<(), String>),
 }
 
 /// Forwards `command` to the controller at `addr` and waits for its answer. An error of kind
@@ -85,6 +91,31 @@ pub async fn forward(addr: &str, command: &Command) -> io::Result<Submitted> {
             io::ErrorKind::TimedOut,
             "forwarded command timed out",
         )),
+    }
+}
+
+/// Asks the controller at `addr` to make `node_id` (answering at `node_addr`) follow the log.
+/// Only the leader can; others answer with an error naming why.
+pub async fn join(addr: &str, node_id: u64, node_addr: &str) -> io::Result<Result<(), String>> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}")))??;
+    let request = Request::Join {
+        node_id,
+        addr: node_addr.to_string(),
+    };
+    let exchange = async {
+        write_frame(&mut stream, &request).await?;
+        read_frame::<Reply>(&mut stream).await
+    };
+    match tokio::time::timeout(FORWARD_TIMEOUT, exchange).await {
+        Ok(Ok(Reply::Join(answer))) => Ok(answer),
+        Ok(Ok(_)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a reply to another request",
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "join timed out")),
     }
 }
 
@@ -263,6 +294,26 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, submissions: S
     }
 }
 
+/// Adds a node that follows the log without voting; a voter's id is refused, so a
+/// misconfigured node can never change the voters.
+async fn add_learner(raft: &Raft<TypeConfig>, node_id: u64, addr: String) -> Result<(), String> {
+    let metrics = raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    if membership.voter_ids().any(|id| id == node_id) {
+        return Err(format!("node {node_id} is a voter"));
+    }
+    if membership
+        .get_node(&node_id)
+        .is_some_and(|n| n.addr == addr)
+    {
+        return Ok(());
+    }
+    raft.add_learner(node_id, BasicNode::new(addr), false)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 async fn answer(
     mut stream: TcpStream,
     raft: Raft<TypeConfig>,
@@ -282,6 +333,7 @@ async fn answer(
                     None => Err(Refused::Quorum("the controller is starting".into())),
                 })
             }
+            Request::Join { node_id, addr } => Reply::Join(add_learner(&raft, node_id, addr).await),
         };
         write_frame(&mut stream, &reply).await?;
     }

@@ -360,17 +360,30 @@ async fn commands_submitted_anywhere_are_decided_by_the_leader() {
         .into_iter()
         .map(|q| Some(ControllerHandle::new(q)))
         .collect();
-    let create = |name: &str, leader: i32| Command::CreateTopic {
+    let create = |name: &str| Command::CreateTopic {
         topic_id: Uuid::new_v4(),
         name: name.to_string(),
         partitions: 2,
         configs: BTreeMap::new(),
-        leader,
     };
+    // New partitions are led by registered brokers: here the three nodes.
+    for (i, h) in handles.iter().enumerate() {
+        h.as_ref()
+            .unwrap()
+            .submit(Command::RegisterBroker {
+                node_id: i as i32 + 1,
+                host: "127.0.0.1".into(),
+                port: 9092 + i as i32,
+                rack: None,
+                incarnation: 1,
+            })
+            .await
+            .unwrap();
+    }
     for (i, h) in handles.iter().enumerate() {
         let h = h.as_ref().unwrap();
         let name = format!("from-{i}");
-        let records = h.submit(create(&name, i as i32 + 1)).await.unwrap();
+        let records = h.submit(create(&name)).await.unwrap();
         assert!(!records.is_empty());
         // Read-your-writes on the node that submitted, leader or not.
         let image = h.image().read();
@@ -379,7 +392,7 @@ async fn commands_submitted_anywhere_are_decided_by_the_leader() {
     }
     // The leader's decision, with its Kafka-level error, comes back over the wire.
     for h in handles.iter().flatten() {
-        match h.submit(create("from-0", 1)).await {
+        match h.submit(create("from-0")).await {
             Err(SubmitError::Controller(ControllerError::TopicAlreadyExists(name))) => {
                 assert_eq!(name, "from-0")
             }
@@ -415,10 +428,64 @@ async fn commands_submitted_anywhere_are_decided_by_the_leader() {
     for (i, h) in handles.iter().enumerate() {
         let Some(h) = h else { continue };
         let name = format!("after-{i}");
-        h.submit(create(&name, i as i32 + 1)).await.unwrap();
+        h.submit(create(&name)).await.unwrap();
         assert!(h.image().read().topic_by_name(&name).is_some());
     }
     for h in handles.into_iter().flatten() {
         h.quorum().shutdown().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_receives_the_log_and_forwards_commands_without_voting() {
+    use crate::controller::{Command, ControllerHandle};
+
+    let (_dirs, voters, quorums) = three_voters().await;
+    let voter = ControllerHandle::new(quorums.into_iter().next().unwrap());
+    voter
+        .submit(Command::InitCluster {
+            cluster_id: "before".into(),
+        })
+        .await
+        .unwrap();
+
+    let dir = TempDir::new().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let follower = Quorum::open_follower(dir.path(), 4, &addr, voters.clone(), listener)
+        .await
+        .unwrap();
+    let follower = ControllerHandle::new(follower);
+    // What was committed before it joined reaches it too.
+    let image = follower.image().clone();
+    eventually("the earlier record on the follower", || {
+        image.read().cluster_id.as_deref() == Some("before")
+    })
+    .await;
+    // Its commands are decided by the leader and are in its image when submit returns.
+    follower
+        .submit(Command::RegisterBroker {
+            node_id: 4,
+            host: "127.0.0.1".into(),
+            port: 9092,
+            rack: None,
+            incarnation: 1,
+        })
+        .await
+        .unwrap();
+    assert!(follower.image().read().brokers.contains_key(&4));
+    // It does not vote: the voters are still the three.
+    let metrics = follower.quorum().raft().metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(membership.learner_ids().any(|id| id == 4));
+    // A voter's id cannot join as a follower.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    assert!(
+        Quorum::open_follower(TempDir::new().unwrap().path(), 2, &addr, voters, listener)
+            .await
+            .is_err()
+    );
+    follower.quorum().shutdown().await.unwrap();
+    voter.quorum().shutdown().await.unwrap();
 }
