@@ -31,6 +31,17 @@ pub enum Command {
         port: i32,
         rack: Option<String>,
         incarnation: u64,
+        wal: Option<String>,
+    },
+    /// The broker's lease ran out: fence it and hand its streams to a rescuer.
+    FenceBroker {
+        node_id: NodeId,
+    },
+    /// `rescuer` has committed what the fenced brokers' WALs held of `streams`: open each
+    /// partition's streams for the broker that leads it from now on.
+    CompleteRescue {
+        rescuer: NodeId,
+        streams: Vec<StreamId>,
     },
     CreateTopic {
         topic_id: Uuid,
@@ -175,6 +186,7 @@ fn partition_records(
                 epoch: 1,
                 owner: leader,
                 start_offset: 0,
+                rescue_from: None,
             });
         }
     }
@@ -200,13 +212,31 @@ pub fn decide(
             port,
             rack,
             incarnation,
-        } => Ok(vec![MetadataRecord::RegisterBroker {
-            node_id: *node_id,
-            host: host.clone(),
-            port: *port,
-            rack: rack.clone(),
-            incarnation: *incarnation,
-        }]),
+            wal,
+        } => {
+            // Its WAL is being replayed: it may not write to it again until that is done.
+            if image
+                .streams
+                .values()
+                .any(|s| s.rescue_from == Some(*node_id))
+            {
+                return Err(ControllerError::InvalidRequest(format!(
+                    "broker {node_id} is being rescued; it may register once that is done"
+                )));
+            }
+            Ok(vec![MetadataRecord::RegisterBroker {
+                node_id: *node_id,
+                host: host.clone(),
+                port: *port,
+                rack: rack.clone(),
+                incarnation: *incarnation,
+                wal: wal.clone(),
+            }])
+        }
+        Command::FenceBroker { node_id } => Ok(crate::failover::fence(image, *node_id)),
+        Command::CompleteRescue { rescuer, streams } => {
+            crate::failover::complete_rescue(image, *rescuer, streams)
+        }
         Command::CreateTopic {
             topic_id,
             name,
@@ -313,6 +343,11 @@ pub fn decide(
                     .streams
                     .get(stream_id)
                     .ok_or(ControllerError::UnknownTopicOrPartition)?;
+                if stream.rescue_from.is_some() {
+                    return Err(ControllerError::InvalidRequest(format!(
+                        "stream {stream_id} is being rescued"
+                    )));
+                }
                 if *start_offset < stream.committed_end_offset {
                     return Err(ControllerError::InvalidRequest(format!(
                         "stream {stream_id} opened at {start_offset} below its committed end {}",
@@ -324,6 +359,7 @@ pub fn decide(
                     epoch: stream.epoch + 1,
                     owner: *owner,
                     start_offset: *start_offset,
+                    rescue_from: None,
                 });
             }
             Ok(records)
@@ -472,6 +508,8 @@ const NO_LEADER_BACKOFF: Duration = Duration::from_millis(50);
 pub struct ControllerHandle {
     quorum: Quorum,
     decide_lock: tokio::sync::Mutex<()>,
+    /// Heartbeats this node received while it led.
+    pub(crate) heartbeats: crate::liveness::Heartbeats,
 }
 
 impl ControllerHandle {
@@ -479,6 +517,7 @@ impl ControllerHandle {
         let handle = Arc::new(ControllerHandle {
             quorum,
             decide_lock: tokio::sync::Mutex::new(()),
+            heartbeats: Default::default(),
         });
         handle.quorum.serve_submissions(Arc::downgrade(&handle));
         handle

@@ -32,6 +32,8 @@ pub struct BrokerImage {
     pub port: i32,
     pub rack: Option<String>,
     pub incarnation: u64,
+    #[serde(default)]
+    pub wal: Option<String>,
     /// May not lead partitions or write (its lease ran out, DESIGN.md §4).
     #[serde(default)]
     pub fenced: bool,
@@ -67,6 +69,9 @@ pub struct StreamImage {
     pub committed_end_offset: i64,
     /// `(epoch, first offset of that epoch)`, ascending.
     pub epochs: Vec<(u64, i64)>,
+    /// The fenced broker whose WAL `owner` is replaying; the stream is not served meanwhile.
+    #[serde(default)]
+    pub rescue_from: Option<NodeId>,
     /// Committed ranges by start offset.
     pub ranges: BTreeMap<i64, (ObjectId, StreamRange)>,
 }
@@ -103,6 +108,7 @@ impl MetadataImage {
                 port,
                 rack,
                 incarnation,
+                wal,
             } => {
                 self.brokers.insert(
                     *node_id,
@@ -112,9 +118,15 @@ impl MetadataImage {
                         port: *port,
                         rack: rack.clone(),
                         incarnation: *incarnation,
+                        wal: wal.clone(),
                         fenced: false,
                     },
                 );
+            }
+            MetadataRecord::BrokerFenced { node_id, .. } => {
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    broker.fenced = true;
+                }
             }
             MetadataRecord::Topic {
                 topic_id,
@@ -193,6 +205,7 @@ impl MetadataImage {
                 epoch,
                 owner,
                 start_offset,
+                rescue_from,
             } => {
                 let Some(stream) = self.streams.get_mut(stream_id) else {
                     return;
@@ -200,7 +213,12 @@ impl MetadataImage {
                 debug_assert!(*epoch > stream.epoch, "stream epochs only grow");
                 stream.epoch = *epoch;
                 stream.owner = *owner;
-                stream.epochs.push((*epoch, *start_offset));
+                stream.rescue_from = *rescue_from;
+                // A rescue epoch writes nothing of its own: the data it commits belongs to the
+                // epoch before, whose end is where the next real epoch starts.
+                if rescue_from.is_none() {
+                    stream.epochs.push((*epoch, *start_offset));
+                }
                 // The partition's leader epoch follows the stream's epoch.
                 for topic in self.topics.values_mut() {
                     for partition in topic.partitions.values_mut() {

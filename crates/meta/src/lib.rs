@@ -3,7 +3,9 @@
 //! (sans-I/O); the quorum makes them durable and applies them.
 
 pub mod controller;
+pub mod failover;
 pub mod image;
+pub mod liveness;
 pub mod placement;
 pub mod raft;
 pub mod records;

@@ -85,6 +85,7 @@ mod tests {
                 port: 9092,
                 rack: None,
                 incarnation: 1,
+                wal: None,
             });
         }
         let all = leaders(&image, Uuid::from_u128(7), 0, 6).unwrap();

@@ -51,6 +51,16 @@ pub enum MetadataRecord {
         #[serde(default)]
         rack: Option<String>,
         incarnation: u64,
+        /// Where the broker's WAL lives, for a rescuer to replay: `object:PREFIX` (on the
+        /// cluster's object store) or `file:PATH`.
+        #[serde(default)]
+        wal: Option<String>,
+    },
+    /// The broker's lease ran out: it may no longer write, and `rescuer` replays its WAL.
+    /// Its streams are reopened for the rescuer in the same batch.
+    BrokerFenced {
+        node_id: NodeId,
+        rescuer: Option<NodeId>,
     },
     Topic {
         topic_id: Uuid,
@@ -84,6 +94,10 @@ pub enum MetadataRecord {
         epoch: u64,
         owner: NodeId,
         start_offset: i64,
+        /// Set while `owner` rescues the stream: the fenced broker whose WAL may hold the
+        /// stream's tail. Nobody serves the stream until its rescue completes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rescue_from: Option<NodeId>,
     },
     /// Records below `start_offset` are gone (retention, DeleteRecords).
     StreamTrimmed {

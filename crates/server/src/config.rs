@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use strata_coordinator::txn::TxnConfig;
 use strata_coordinator::{GroupConfig, MigrationPolicy};
+use strata_meta::liveness::LivenessConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,6 +78,13 @@ pub struct Settings {
     /// node that is its own one-voter quorum.
     #[arg(long, env = "STRATA_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
+    /// Kafka's broker.heartbeat.interval.ms (cluster mode). Default 500.
+    #[arg(long, env = "STRATA_BROKER_HEARTBEAT_INTERVAL_MS")]
+    pub broker_heartbeat_interval_ms: Option<u64>,
+    /// Kafka's broker.session.timeout.ms: a broker not heard from for this long (plus a
+    /// margin) is fenced and its partitions fail over (cluster mode). Default 3000.
+    #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
     /// Kafka's auto.create.topics.enable. Default true.
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -185,6 +193,7 @@ pub struct ClusterConfig {
     pub controller_listen: String,
     /// Voter node id -> controller address.
     pub quorum: BTreeMap<u64, String>,
+    pub liveness: LivenessConfig,
 }
 
 /// The resolved configuration.
@@ -250,12 +259,28 @@ impl Config {
             },
         };
         let node_id = cli.node_id.or(file.node_id).unwrap_or(1);
+        let liveness = LivenessConfig {
+            heartbeat_interval_ms: cli
+                .broker_heartbeat_interval_ms
+                .or(file.broker_heartbeat_interval_ms)
+                .unwrap_or(500),
+            session_timeout_ms: cli
+                .broker_session_timeout_ms
+                .or(file.broker_session_timeout_ms)
+                .unwrap_or(3_000),
+        };
+        anyhow::ensure!(
+            liveness.heartbeat_interval_ms >= 10
+                && liveness.session_timeout_ms >= 2 * liveness.heartbeat_interval_ms,
+            "broker-session-timeout-ms must be at least twice broker-heartbeat-interval-ms (at least 10)"
+        );
         let cluster = cluster(
             node_id,
             cli.roles.or(file.roles).as_deref(),
             cli.controller_listen.or(file.controller_listen),
             cli.controller_quorum.or(file.controller_quorum).as_deref(),
-        )?;
+        )?
+        .map(|c| ClusterConfig { liveness, ..c });
         let config = Config {
             advertise: cli
                 .advertise
@@ -455,6 +480,10 @@ fn cluster(
         voter,
         controller_listen,
         quorum: voters,
+        liveness: LivenessConfig {
+            heartbeat_interval_ms: 500,
+            session_timeout_ms: 3_000,
+        },
     }))
 }
 

@@ -7,8 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
 use strata_broker::{retention, Broker, BrokerConfig};
+use strata_meta::controller::SubmitError;
+use strata_meta::liveness::{self, Lease};
 use strata_meta::raft::Quorum;
-use strata_meta::{Command, ControllerHandle};
+use strata_meta::{Command, ControllerError, ControllerHandle};
 use strata_storage::object::block_cache::BlockCacheConfig;
 use strata_storage::wal::file::{FileWal, FileWalConfig};
 use strata_storage::wal::object::{ObjectWal, ObjectWalConfig};
@@ -42,14 +44,13 @@ pub async fn run(
         .cluster_id
         .clone()
         .context("the cluster has no id")?;
-    meta.submit(Command::RegisterBroker {
-        node_id: config.node_id,
-        host: host.clone(),
-        port,
-        rack: config.rack.clone(),
-        incarnation: now_ms(),
-    })
-    .await?;
+    let incarnation = now_ms();
+    register(&meta, &config, &host, port, incarnation).await?;
+    // A cluster broker acknowledges nothing until a heartbeat grants it a lease.
+    let lease = Arc::new(match config.cluster {
+        Some(_) => Lease::new(),
+        None => Lease::unlimited(),
+    });
 
     let store = store::open(config.object_store.as_deref(), &config.data_dir)?;
     let (wal, recovered): (Arc<dyn Wal>, _) = match &config.wal {
@@ -64,7 +65,7 @@ pub async fn run(
             let (wal, recovered) = ObjectWal::open(
                 store.clone(),
                 ObjectWalConfig {
-                    prefix: format!("wal/node-{}", config.node_id),
+                    prefix: wal_prefix(config.node_id),
                     window_ms: config.wal_object_window_ms,
                     window_bytes: config.wal_object_window_bytes,
                     put_timeout_ms: 10_000,
@@ -85,6 +86,7 @@ pub async fn run(
         },
         object_gc_grace_ms: config.object_gc_grace_ms,
         gc_interval_ms: config.gc_interval_ms,
+        lease: lease.clone(),
         ..EngineConfig::default()
     };
     let engine = Engine::open(engine_config, wal, recovered, store, meta.clone(), cold).await?;
@@ -117,7 +119,7 @@ pub async fn run(
     broker.txns.start_if_present(&broker).await;
 
     let (stop, stopped) = watch::channel(false);
-    let background = vec![
+    let mut background = vec![
         tokio::spawn(engine.clone().run_uploader(stopped.clone())),
         tokio::spawn(engine.clone().run_gc(stopped.clone())),
         tokio::spawn(retention::run(
@@ -126,6 +128,33 @@ pub async fn run(
             stopped.clone(),
         )),
     ];
+    let mut heartbeats = None;
+    if let Some(cluster) = &config.cluster {
+        background.push(tokio::spawn(engine.clone().run_rescues(stopped.clone())));
+        if cluster.voter {
+            background.push(tokio::spawn(liveness::run_sweep(
+                controller.clone(),
+                cluster.liveness,
+                stopped.clone(),
+            )));
+        }
+        heartbeats = Some(tokio::spawn(liveness::run_heartbeats(
+            controller.clone(),
+            config.node_id,
+            incarnation,
+            cluster.liveness,
+            lease.clone(),
+            stopped.clone(),
+        )));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !lease.valid() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no heartbeat answered by the active controller within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let (close, closed) = watch::channel(false);
     let admin_listener = TcpListener::bind(&config.admin_listen).await?;
     let admin = tokio::spawn(admin::run(
@@ -145,7 +174,20 @@ pub async fn run(
         closed,
     ));
 
-    shutdown_signal().await;
+    let fenced = async {
+        match heartbeats.as_mut() {
+            Some(task) => task.await.unwrap_or(false),
+            None => std::future::pending().await,
+        }
+    };
+    let fenced = tokio::select! {
+        _ = shutdown_signal() => false,
+        fenced = fenced => fenced,
+    };
+    if fenced {
+        // Its partitions are someone else's now; it can rejoin only as a new incarnation.
+        tracing::error!("the controller fenced this broker; stopping (restart it to rejoin)");
+    }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = close.send(true);
     let _ = kafka.await;
@@ -158,7 +200,49 @@ pub async fn run(
     let _ = admin.await;
     controller.quorum().shutdown().await?;
     tracing::info!("stopped");
+    anyhow::ensure!(!fenced, "fenced by the controller");
     Ok(())
+}
+
+/// Registers this broker, with where its WAL lives for a rescuer. While a rescuer is still
+/// replaying this broker's WAL from before, registration is refused: it waits for that.
+async fn register(
+    meta: &Arc<dyn MetadataClient>,
+    config: &Config,
+    host: &str,
+    port: i32,
+    incarnation: u64,
+) -> anyhow::Result<()> {
+    let wal = match &config.wal {
+        WalKind::Object => format!("object:{}", wal_prefix(config.node_id)),
+        WalKind::File(dir) => format!("file:{}", std::path::absolute(dir)?.display()),
+    };
+    let command = Command::RegisterBroker {
+        node_id: config.node_id,
+        host: host.to_string(),
+        port,
+        rack: config.rack.clone(),
+        incarnation,
+        wal: Some(wal),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match meta.submit(command.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(SubmitError::Controller(ControllerError::InvalidRequest(why)))
+                if std::time::Instant::now() < deadline =>
+            {
+                tracing::info!(why, "waiting to register");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Where a broker's object WAL lives on the object store.
+fn wal_prefix(node_id: i32) -> String {
+    format!("wal/node-{node_id}")
 }
 
 /// The metadata quorum: a one-voter quorum of its own for a single node; in a cluster, a voter

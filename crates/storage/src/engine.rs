@@ -18,6 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use object_store::ObjectStore;
 use parking_lot::RwLock;
+use strata_meta::liveness::Lease;
 use strata_meta::{Command, NodeId, StreamId};
 use tokio::sync::Notify;
 
@@ -48,6 +49,8 @@ pub struct EngineConfig {
     pub gc_interval_ms: u64,
     /// How long an append waits for room in the log cache before failing as busy.
     pub append_wait_ms_max: u64,
+    /// The lease this node writes under: nothing is acknowledged once it has run out.
+    pub lease: Arc<Lease>,
 }
 
 impl Default for EngineConfig {
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             object_gc_grace_ms: 60_000,
             gc_interval_ms: 30_000,
             append_wait_ms_max: 30_000,
+            lease: Arc::new(Lease::unlimited()),
         }
     }
 }
@@ -96,8 +100,10 @@ pub struct Engine {
 
 /// An append that has its offsets and is on its way into the WAL.
 pub struct Appended {
+    stream_id: StreamId,
     base_offset: i64,
     advance: tokio::task::JoinHandle<Result<(), crate::wal::WalError>>,
+    lease: Arc<Lease>,
 }
 
 impl Appended {
@@ -105,9 +111,14 @@ impl Appended {
         self.base_offset
     }
 
-    /// Resolves with the base offset once the batch is durable.
+    /// Resolves with the base offset once the batch is durable, if this node's lease still
+    /// holds: a broker that may have been fenced acknowledges nothing (it may be durable all the
+    /// same, and then a rescuer finds it; the client's retry is deduplicated or repeated).
     pub async fn durable(self) -> Result<i64> {
         match self.advance.await {
+            Ok(Ok(())) if !self.lease.valid() => Err(StorageError::Fenced {
+                stream_id: self.stream_id,
+            }),
             Ok(Ok(())) => Ok(self.base_offset),
             Ok(Err(e)) => Err(StorageError::Failed(e.to_string())),
             Err(e) => Err(StorageError::Failed(e.to_string())),
@@ -156,7 +167,7 @@ impl Engine {
             image
                 .streams
                 .values()
-                .filter(|s| s.owner == engine.config.node_id)
+                .filter(|s| s.owner == engine.config.node_id && s.rescue_from.is_none())
                 .map(|s| s.stream_id)
                 .collect()
         };
@@ -255,19 +266,24 @@ impl Engine {
     }
 
     /// The stream, loading it from the image if this node owns it and has not opened it yet.
+    /// `None` once the image says another node owns it, or while it is being rescued: a stream
+    /// that moved away is forgotten here.
     pub fn stream(&self, id: StreamId) -> Option<Arc<Stream>> {
-        if let Some(s) = self.streams.read().get(&id) {
-            return Some(s.clone());
-        }
         let owned = {
             let image = self.meta.image().read();
             image
                 .streams
                 .get(&id)
-                .is_some_and(|s| s.owner == self.config.node_id)
+                .is_some_and(|s| s.owner == self.config.node_id && s.rescue_from.is_none())
         };
         if !owned {
+            if self.streams.read().contains_key(&id) {
+                self.remove_stream(id);
+            }
             return None;
+        }
+        if let Some(s) = self.streams.read().get(&id) {
+            return Some(s.clone());
         }
         self.load_stream(id)
     }
@@ -300,6 +316,11 @@ impl Engine {
         }
         metrics::gauge!("strata_log_cache_bytes")
             .set(self.cache_bytes.load(Ordering::Relaxed) as f64);
+    }
+
+    /// Whether this node may acknowledge writes now (its lease holds).
+    pub fn lease_valid(&self) -> bool {
+        self.config.lease.valid()
     }
 
     pub fn is_failed(&self) -> bool {
@@ -398,8 +419,10 @@ impl Engine {
             result
         });
         Ok(Appended {
+            stream_id,
             base_offset,
             advance,
+            lease: self.config.lease.clone(),
         })
     }
 

@@ -8,6 +8,7 @@ pub mod gc;
 pub mod metadata;
 pub mod object;
 pub mod payload;
+pub mod rescue;
 pub mod stream;
 pub mod uploader;
 pub mod wal;

@@ -21,7 +21,7 @@ use crate::object::format::ObjectBuilder;
 use crate::stream::Stream;
 
 /// `(base offset, end offset, max timestamp, bytes)` of a cached entry being uploaded.
-type UploadEntry = (i64, i64, i64, Bytes);
+pub(crate) type UploadEntry = (i64, i64, i64, Bytes);
 
 /// One stream's durable entries not yet in an object.
 struct Run {
@@ -158,12 +158,47 @@ impl Engine {
     }
 
     async fn upload_object(&self, runs: Vec<Run>) -> Result<()> {
-        // Copying and checksumming an upload's worth of data is CPU work: keep it off the
-        // threads that serve requests.
         let parts: Vec<_> = runs
             .iter()
             .map(|r| (r.stream.id, r.epoch, r.entries.clone()))
             .collect();
+        let ranges = match self.commit_object(parts).await {
+            Ok(ranges) => ranges,
+            Err(StorageError::Fenced { stream_id }) => {
+                // A newer owner holds the stream; this broker must never write it again.
+                if let Some(run) = runs.iter().find(|r| r.stream.id == stream_id) {
+                    run.stream.state.lock().fenced = true;
+                }
+                return Err(StorageError::Fenced { stream_id });
+            }
+            Err(e) => return Err(e),
+        };
+        for (run, range) in runs.iter().zip(&ranges) {
+            let mut s = run.stream.state.lock();
+            let mut uploaded = 0;
+            for e in s
+                .entries
+                .iter_mut()
+                .filter(|e| !e.uploaded && e.end_offset <= range.end_offset)
+            {
+                e.uploaded = true;
+                uploaded += e.bytes.len();
+            }
+            s.committed_end = range.end_offset;
+            self.pending_bytes.fetch_sub(uploaded, Ordering::AcqRel);
+        }
+        self.room.notify_waiters();
+        Ok(())
+    }
+
+    /// Writes `(stream, epoch, entries)` parts as one object and commits it: prepare, PUT,
+    /// commit with the writers' epochs. Returns the committed ranges, in the parts' order.
+    pub(crate) async fn commit_object(
+        &self,
+        parts: Vec<(u64, u64, Vec<UploadEntry>)>,
+    ) -> Result<Vec<StreamRange>> {
+        // Copying and checksumming an upload's worth of data is CPU work: keep it off the
+        // threads that serve requests.
         let chunk_bytes = self.config.object_chunk_bytes;
         let (object, ranges) =
             tokio::task::spawn_blocking(move || build_object(parts, chunk_bytes))
@@ -193,10 +228,6 @@ impl Engine {
         match self.meta.submit(commit).await {
             Ok(_) => {}
             Err(SubmitError::Controller(ControllerError::FencedEpoch { stream_id, .. })) => {
-                // A newer owner holds the stream; this broker must never write it again.
-                if let Some(run) = runs.iter().find(|r| r.stream.id == stream_id) {
-                    run.stream.state.lock().fenced = true;
-                }
                 return Err(StorageError::Fenced { stream_id });
             }
             Err(e) => {
@@ -215,22 +246,7 @@ impl Engine {
         }
         metrics::counter!("strata_objects_uploaded_total").increment(1);
         metrics::counter!("strata_objects_uploaded_bytes_total").increment(size_bytes);
-        for (run, range) in runs.iter().zip(&ranges) {
-            let mut s = run.stream.state.lock();
-            let mut uploaded = 0;
-            for e in s
-                .entries
-                .iter_mut()
-                .filter(|e| !e.uploaded && e.end_offset <= range.end_offset)
-            {
-                e.uploaded = true;
-                uploaded += e.bytes.len();
-            }
-            s.committed_end = range.end_offset;
-            self.pending_bytes.fetch_sub(uploaded, Ordering::AcqRel);
-        }
-        self.room.notify_waiters();
-        Ok(())
+        Ok(ranges)
     }
 
     async fn put_object(&self, key: &str, object: Bytes) -> Result<()> {

@@ -216,6 +216,7 @@ async fn acknowledged_batches_survive_crashes_faults_and_gc() {
             port: 9092,
             rack: None,
             incarnation: 1,
+            wal: None,
         })
         .await
         .unwrap();

@@ -271,7 +271,14 @@ impl<S: CoordinatorShard> ShardTask<S> {
             let target = self.end_offset;
             let mut durable = self.durable.clone().expect("loaded");
             let sink = self.settings.sink.clone();
+            let engine = self.engine.clone();
             let send = move || {
+                // A broker that may have been fenced answers nothing: its caller sees
+                // COORDINATOR_NOT_AVAILABLE and asks the coordinator's new home.
+                if !engine.lease_valid() {
+                    tracing::warn!("lease lapsed; coordinator reply withheld");
+                    return;
+                }
                 if let Some(reply) = reply {
                     reply();
                 }

@@ -27,6 +27,7 @@ pub fn handle(broker: &Broker, request: DescribeClusterRequest) -> DescribeClust
     let brokers = image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             DescribeClusterBroker::default()
                 .with_broker_id(BrokerId(b.node_id))

@@ -97,9 +97,11 @@ async fn requested_topic(
 }
 
 fn brokers(image: &MetadataImage) -> Vec<MetadataResponseBroker> {
+    // As in Kafka, a fenced broker is not offered to clients.
     image
         .brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.node_id))

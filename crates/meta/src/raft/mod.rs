@@ -23,8 +23,8 @@ use openraft::{BasicNode, Config, LogIdOptionExt, Raft, ServerState, SnapshotPol
 use crate::records::{MetadataRecord, RecordEnvelope};
 use crate::SharedImage;
 use log_store::LogStore;
-pub use network::forward;
 use network::join;
+pub use network::{forward, send_heartbeat};
 use network::{Network, Submissions};
 use state_machine::StateMachine;
 
@@ -280,6 +280,13 @@ impl Quorum {
             .await
             .map_err(|e| anyhow!("forwarded write not applied here: {e}"))?;
         Ok(())
+    }
+
+    /// The term this node leads in, if it leads.
+    pub fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics().borrow().clone();
+        (metrics.state == ServerState::Leader && metrics.current_leader == Some(self.node_id))
+            .then_some(metrics.current_term)
     }
 
     /// The node that leads the quorum now, as far as this node knows.

@@ -49,6 +49,11 @@ enum Request {
         node_id: u64,
         addr: String,
     },
+    /// A broker's heartbeat to the active controller.
+    Heartbeat {
+        node_id: i32,
+        incarnation: u64,
+    },
 }
 
 /// What the leader answers a forwarded command: its records and their log index.
@@ -61,6 +66,8 @@ enum Reply {
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     Submit(Submitted),
     Join(Result<(), String>),
+    /// Whether the broker is fenced, or why the heartbeat was not taken.
+    Heartbeat(Result<bool, String>),
 }
 
 /// Forwards `command` to the controller at `addr` and waits for its answer. An error of kind
@@ -116,6 +123,41 @@ pub async fn join(addr: &str, node_id: u64, node_addr: &str) -> io::Result<Resul
         )),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "join timed out")),
+    }
+}
+
+/// Sends a broker's heartbeat to the controller at `addr`, within `timeout`: whether the broker
+/// is fenced, or why the heartbeat was not taken (this node does not lead, say).
+pub async fn send_heartbeat(
+    addr: &str,
+    node_id: i32,
+    incarnation: u64,
+    timeout: Duration,
+) -> io::Result<Result<bool, String>> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        write_frame(
+            &mut stream,
+            &Request::Heartbeat {
+                node_id,
+                incarnation,
+            },
+        )
+        .await?;
+        read_frame::<Reply>(&mut stream).await
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(Reply::Heartbeat(answer))) => Ok(answer),
+        Ok(Ok(_)) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a reply to another request",
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "heartbeat timed out",
+        )),
     }
 }
 
@@ -334,6 +376,13 @@ async fn answer(
                 })
             }
             Request::Join { node_id, addr } => Reply::Join(add_learner(&raft, node_id, addr).await),
+            Request::Heartbeat {
+                node_id,
+                incarnation,
+            } => Reply::Heartbeat(match submissions.get().and_then(Weak::upgrade) {
+                Some(c) => c.heartbeat(node_id, incarnation),
+                None => Err("the controller is starting".into()),
+            }),
         };
         write_frame(&mut stream, &reply).await?;
     }

@@ -39,6 +39,7 @@ fn topic_records(name: &str, first_stream: u64) -> Vec<MetadataRecord> {
             epoch: 1,
             owner: 1,
             start_offset: 0,
+            rescue_from: None,
         });
     }
     records
@@ -376,6 +377,7 @@ async fn commands_submitted_anywhere_are_decided_by_the_leader() {
                 port: 9092 + i as i32,
                 rack: None,
                 incarnation: 1,
+                wal: None,
             })
             .await
             .unwrap();
@@ -470,6 +472,7 @@ async fn a_follower_receives_the_log_and_forwards_commands_without_voting() {
             port: 9092,
             rack: None,
             incarnation: 1,
+            wal: None,
         })
         .await
         .unwrap();

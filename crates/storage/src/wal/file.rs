@@ -93,7 +93,38 @@ impl FileWal {
     pub fn open(config: FileWalConfig) -> Result<(FileWal, Vec<(Lsn, WalRecord)>), WalError> {
         let io = |e: std::io::Error| WalError::Io(e.to_string());
         fs::create_dir_all(&config.dir).map_err(io)?;
-        let mut segments = list_segments(&config.dir).map_err(io)?;
+        let (recovered, mut segments, keep, next_lsn) = Self::read(&config.dir)?;
+        // Segments past a break in the chain hold nothing that was acknowledged.
+        for (_, path) in segments.drain(keep..) {
+            fs::remove_file(path).map_err(io)?;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer = Writer::start(&config, segments, next_lsn).map_err(io)?;
+        let writer_failed = failed.clone();
+        std::thread::Builder::new()
+            .name("strata-wal".into())
+            .spawn(move || writer.run(rx, writer_failed))
+            .map_err(io)?;
+        Ok((
+            FileWal {
+                next_lsn: Mutex::new(next_lsn),
+                ops: tx,
+                failed,
+            },
+            recovered,
+        ))
+    }
+
+    /// Reads the WAL in `dir` without changing it: the intact records of the unbroken chain of
+    /// segments, every segment, how many of them that chain spans, and the next LSN. A rescuer
+    /// reads a fenced broker's WAL this way.
+    #[allow(clippy::type_complexity)]
+    fn read(
+        dir: &Path,
+    ) -> Result<(Vec<(Lsn, WalRecord)>, Vec<(Lsn, PathBuf)>, usize, Lsn), WalError> {
+        let io = |e: std::io::Error| WalError::Io(e.to_string());
+        let segments = list_segments(dir).map_err(io)?;
         let mut recovered = Vec::new();
         let mut expected: Option<Lsn> = None;
         let mut keep = 0;
@@ -113,27 +144,12 @@ impl FileWal {
             expected = Some(next);
             keep += 1;
         }
-        // Segments past a break in the chain hold nothing that was acknowledged.
-        for (_, path) in segments.drain(keep..) {
-            fs::remove_file(path).map_err(io)?;
-        }
-        let next_lsn = expected.unwrap_or(0);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let failed = Arc::new(AtomicBool::new(false));
-        let writer = Writer::start(&config, segments, next_lsn).map_err(io)?;
-        let writer_failed = failed.clone();
-        std::thread::Builder::new()
-            .name("strata-wal".into())
-            .spawn(move || writer.run(rx, writer_failed))
-            .map_err(io)?;
-        Ok((
-            FileWal {
-                next_lsn: Mutex::new(next_lsn),
-                ops: tx,
-                failed,
-            },
-            recovered,
-        ))
+        Ok((recovered, segments, keep, expected.unwrap_or(0)))
+    }
+
+    /// The intact records of the WAL in `dir`, read without changing it.
+    pub fn read_foreign(dir: &Path) -> Result<Vec<(Lsn, WalRecord)>, WalError> {
+        Ok(Self::read(dir)?.0)
     }
 }
 

@@ -49,13 +49,28 @@ fn parse_name(path: &Path) -> Option<(Lsn, Lsn)> {
     Some((first.parse().ok()?, last.parse().ok()?))
 }
 
+/// What a WAL's objects hold: the intact records of the unbroken chain, the objects of that
+/// chain, and the objects past a break in it (which hold nothing acknowledged).
+struct Read {
+    recovered: Vec<(Lsn, WalRecord)>,
+    kept: Vec<(Lsn, Lsn, Path)>,
+    broken: Vec<Path>,
+    next_lsn: Lsn,
+}
+
 impl ObjectWal {
-    pub async fn open(
-        store: Arc<dyn ObjectStore>,
-        config: ObjectWalConfig,
-    ) -> Result<(ObjectWal, Vec<(Lsn, WalRecord)>), WalError> {
+    /// Reads the WAL under `prefix` without changing it: a rescuer replaying a fenced broker's
+    /// WAL while that broker may still be running.
+    pub async fn read_foreign(
+        store: &Arc<dyn ObjectStore>,
+        prefix: &str,
+    ) -> Result<Vec<(Lsn, WalRecord)>, WalError> {
+        Ok(Self::read(store, prefix).await?.recovered)
+    }
+
+    async fn read(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<Read, WalError> {
         let io = |e: object_store::Error| WalError::Io(e.to_string());
-        let prefix = Path::from(config.prefix.as_str());
+        let prefix = Path::from(prefix);
         let mut listed: Vec<(Lsn, Lsn, Path)> = store
             .list(Some(&prefix))
             .map_ok(|meta| meta.location)
@@ -68,11 +83,12 @@ impl ObjectWal {
         listed.sort();
         let mut recovered = Vec::new();
         let mut kept = Vec::new();
+        let mut broken = Vec::new();
         let mut expected: Option<Lsn> = None;
         for (first, last, path) in listed {
             if expected.is_some_and(|e| e != first) {
                 // A break in the chain: nothing past it was acknowledged.
-                store.delete(&path).await.map_err(io)?;
+                broken.push(path);
                 continue;
             }
             let bytes = store
@@ -96,7 +112,30 @@ impl ObjectWal {
             expected = Some(next);
             kept.push((first, last, path));
         }
-        let next_lsn = expected.unwrap_or(0);
+        Ok(Read {
+            recovered,
+            kept,
+            broken,
+            next_lsn: expected.unwrap_or(0),
+        })
+    }
+
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        config: ObjectWalConfig,
+    ) -> Result<(ObjectWal, Vec<(Lsn, WalRecord)>), WalError> {
+        let Read {
+            recovered,
+            kept,
+            broken,
+            next_lsn,
+        } = Self::read(&store, &config.prefix).await?;
+        for path in broken {
+            store
+                .delete(&path)
+                .await
+                .map_err(|e| WalError::Io(e.to_string()))?;
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
         let objects = Arc::new(Mutex::new(kept));
