@@ -175,6 +175,13 @@ class Strata:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout: float = START_TIMEOUT) -> "Strata":
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> "Strata":
+        """Starts the process without waiting for it to serve (cluster nodes start together:
+        none serves before the metadata quorum has a leader)."""
         assert not self.alive(), f"{self.name} already running"
         if not STRATA_BIN.exists():
             pytest.fail(f"broker binary {STRATA_BIN} missing: run cargo build --profile ci")
@@ -191,7 +198,6 @@ class Strata:
             self.proc = _popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, env=env, cwd=self.workdir)
         self.last_active = time.time()
-        self.wait_ready(timeout)
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
@@ -306,6 +312,10 @@ class StrataFactory:
 
     def close(self) -> None:
         errors = []
+        # All at once: a cluster node's shutdown may wait on the others' quorum.
+        for b in self.brokers:
+            if b.alive():
+                b.proc.send_signal(signal.SIGTERM)
         for b in self.brokers:
             try:
                 b.close()

@@ -1,6 +1,7 @@
 //! Failover decisions: fencing a broker whose lease ran out, and opening its partitions on
-//! live brokers once a rescuer has replayed its WAL (DESIGN.md §4). Pure, like every
-//! controller decision.
+//! live brokers once they have replayed its WAL (DESIGN.md §4). Each partition's new leader is
+//! its own rescuer: it is named at once (clients find it while it replays), and the data never
+//! moves twice. Pure, like every controller decision.
 //!
 //! Invariants:
 //! 1. Fencing bumps the epoch of every stream the broker owned, in the same batch that marks it
@@ -16,9 +17,10 @@ use crate::image::MetadataImage;
 use crate::placement;
 use crate::records::{MetadataRecord, NodeId, StreamId};
 
-/// Fences `node_id` and hands its streams to a rescuer picked among the live brokers. Nothing
-/// when the broker is unknown or already fenced; only the fence when no broker is left to
-/// rescue it (its partitions wait for it, or for another broker, to come back).
+/// Fences `node_id` and hands each of its partitions to a live broker, spread round robin in
+/// rack-alternating order; that broker rescues the partition's streams. Nothing when the broker
+/// is unknown or already fenced; only the fence when no broker is left to rescue it (its
+/// partitions wait for it, or for another broker, to come back).
 pub fn fence(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
     match image.brokers.get(&node_id) {
         Some(broker) if !broker.fenced => {}
@@ -31,33 +33,52 @@ pub fn fence(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
             .filter(|b| !b.fenced && b.node_id != node_id)
             .map(|b| (b.node_id, b.rack.clone())),
     );
-    let rescuer = (!live.is_empty()).then(|| live[node_id.unsigned_abs() as usize % live.len()]);
-    let mut records = vec![MetadataRecord::BrokerFenced { node_id, rescuer }];
-    let Some(rescuer) = rescuer else {
+    let start = node_id.unsigned_abs() as usize;
+    let mut records = vec![MetadataRecord::BrokerFenced {
+        node_id,
+        rescuer: (!live.is_empty()).then(|| live[start % live.len()]),
+    }];
+    if live.is_empty() {
         return records;
-    };
-    for stream in image.streams.values().filter(|s| s.owner == node_id) {
-        records.push(MetadataRecord::StreamOpened {
-            stream_id: stream.stream_id,
-            epoch: stream.epoch + 1,
-            owner: rescuer,
-            start_offset: stream.committed_end_offset,
-            // A stream the fenced broker was itself rescuing still has its tail in the WAL
-            // it was rescuing from.
-            rescue_from: Some(stream.rescue_from.unwrap_or(node_id)),
-        });
+    }
+    let owned = |id: &StreamId| image.streams.get(id).filter(|s| s.owner == node_id);
+    let mut moved = 0;
+    for topic in image.topics.values() {
+        for p in topic.partitions.values() {
+            let streams: Vec<_> = std::iter::once(p.stream_id)
+                .chain(p.state_stream_id)
+                .filter_map(|id| owned(&id))
+                .collect();
+            if streams.is_empty() {
+                continue;
+            }
+            let leader = live[(start + moved) % live.len()];
+            moved += 1;
+            for stream in streams {
+                records.push(MetadataRecord::StreamOpened {
+                    stream_id: stream.stream_id,
+                    epoch: stream.epoch + 1,
+                    owner: leader,
+                    start_offset: stream.committed_end_offset,
+                    // A stream the fenced broker was itself rescuing still has its tail in
+                    // the WAL it was rescuing from.
+                    rescue_from: Some(stream.rescue_from.unwrap_or(node_id)),
+                });
+            }
+        }
     }
     records
 }
 
-/// Opens each rescued stream's partition on the broker placement picks now, at the end of
-/// what the rescuer committed.
+/// Opens each rescued stream for its rescuer, which leads it from now on, at the end of what
+/// the rescuer committed.
 pub fn complete_rescue(
     image: &MetadataImage,
     rescuer: NodeId,
     streams: &[StreamId],
 ) -> Result<Vec<MetadataRecord>, ControllerError> {
-    let mut rescued = BTreeSet::new();
+    let mut records = Vec::new();
+    let mut seen = BTreeSet::new();
     for id in streams {
         let Some(stream) = image.streams.get(id) else {
             continue; // deleted meanwhile
@@ -67,31 +88,14 @@ pub fn complete_rescue(
                 "stream {id} is not being rescued by broker {rescuer}"
             )));
         }
-        rescued.insert(*id);
-    }
-    let mut records = Vec::new();
-    for topic in image.topics.values() {
-        for p in topic.partitions.values() {
-            let streams: Vec<StreamId> = std::iter::once(p.stream_id)
-                .chain(p.state_stream_id)
-                .filter(|id| rescued.contains(id))
-                .collect();
-            if streams.is_empty() {
-                continue;
-            }
-            let leader = placement::leaders(image, topic.topic_id, p.partition, p.partition + 1)
-                .and_then(|l| l.first().copied())
-                .unwrap_or(rescuer);
-            for id in streams {
-                let stream = &image.streams[&id];
-                records.push(MetadataRecord::StreamOpened {
-                    stream_id: id,
-                    epoch: stream.epoch + 1,
-                    owner: leader,
-                    start_offset: stream.committed_end_offset,
-                    rescue_from: None,
-                });
-            }
+        if seen.insert(*id) {
+            records.push(MetadataRecord::StreamOpened {
+                stream_id: *id,
+                epoch: stream.epoch + 1,
+                owner: rescuer,
+                start_offset: stream.committed_end_offset,
+                rescue_from: None,
+            });
         }
     }
     Ok(records)
@@ -163,16 +167,16 @@ mod tests {
             .collect();
 
         let records = apply(&mut image, Command::FenceBroker { node_id: 3 });
-        let MetadataRecord::BrokerFenced {
-            rescuer: Some(rescuer),
-            ..
-        } = records[0]
-        else {
-            panic!("no rescuer: {records:?}");
-        };
-        assert_ne!(rescuer, 3);
+        assert!(matches!(
+            records[0],
+            MetadataRecord::BrokerFenced {
+                rescuer: Some(_),
+                ..
+            }
+        ));
         assert!(image.brokers[&3].fenced);
-        // Invariant 1: every stream it owned has a newer epoch, held by the rescuer, unserved.
+        // Invariant 1: every stream it owned has a newer epoch and a live owner that rescues
+        // it, unserved meanwhile; its two partitions went to different brokers.
         let rescued: Vec<StreamId> = image
             .streams
             .values()
@@ -182,8 +186,9 @@ mod tests {
         assert_eq!(rescued.len(), 4, "two partitions, two streams each");
         for id in &rescued {
             assert_eq!(image.streams[id].epoch, before[id] + 1);
-            assert_eq!(image.streams[id].owner, rescuer);
+            assert_ne!(image.streams[id].owner, 3);
         }
+        assert_eq!((led(&image, 1), led(&image, 2), led(&image, 3)), (3, 3, 0));
         // Fencing twice changes nothing; it may not register while being rescued (invariant 3).
         assert!(decide(&image, &Command::FenceBroker { node_id: 3 })
             .unwrap()
@@ -197,26 +202,22 @@ mod tests {
             wal: None,
         };
         assert!(decide(&image, &register).is_err());
-        // Only the rescuer completes the rescue.
-        let other = (1..=2).find(|n| *n != rescuer).unwrap();
-        assert!(decide(
-            &image,
-            &Command::CompleteRescue {
-                rescuer: other,
-                streams: rescued.clone()
-            }
-        )
-        .is_err());
-
-        apply(
-            &mut image,
-            Command::CompleteRescue {
-                rescuer,
-                streams: rescued.clone(),
-            },
-        );
-        assert_eq!(led(&image, 3), 0);
-        assert_eq!(led(&image, 1) + led(&image, 2), 6);
+        // Each rescuer completes only its own streams.
+        let of = |node: NodeId| -> Vec<StreamId> {
+            rescued
+                .iter()
+                .copied()
+                .filter(|id| image.streams[id].owner == node)
+                .collect()
+        };
+        let (mine, theirs) = (of(1), of(2));
+        assert_eq!((mine.len(), theirs.len()), (2, 2));
+        let complete = |rescuer, streams| Command::CompleteRescue { rescuer, streams };
+        assert!(decide(&image, &complete(1, theirs.clone())).is_err());
+        apply(&mut image, complete(1, mine));
+        assert!(decide(&image, &register).is_err(), "still rescuing");
+        apply(&mut image, complete(2, theirs));
+        assert_eq!((led(&image, 1), led(&image, 2), led(&image, 3)), (3, 3, 0));
         for id in &rescued {
             let s = &image.streams[id];
             assert_eq!(s.rescue_from, None);

@@ -176,9 +176,14 @@ pub async fn run_sweep(
             _ = stop.changed() => return,
         }
         let now = Instant::now();
-        controller
-            .heartbeats
-            .observe_leadership(controller.quorum().leading_term(), now);
+        let term = controller.quorum().leading_term();
+        // Kafka's ActiveControllerCount: 1 on the active controller.
+        metrics::gauge!("strata_controller_active_count").set(if term.is_some() {
+            1.0
+        } else {
+            0.0
+        });
+        controller.heartbeats.observe_leadership(term, now);
         let expired = controller
             .heartbeats
             .expired(&controller.image().read(), &config, now);

@@ -78,11 +78,11 @@ pub struct Settings {
     /// node that is its own one-voter quorum.
     #[arg(long, env = "STRATA_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
-    /// Kafka's broker.heartbeat.interval.ms (cluster mode). Default 500.
+    /// Kafka's broker.heartbeat.interval.ms (cluster mode). Default 250.
     #[arg(long, env = "STRATA_BROKER_HEARTBEAT_INTERVAL_MS")]
     pub broker_heartbeat_interval_ms: Option<u64>,
     /// Kafka's broker.session.timeout.ms: a broker not heard from for this long (plus a
-    /// margin) is fenced and its partitions fail over (cluster mode). Default 3000.
+    /// margin) is fenced and its partitions fail over (cluster mode). Default 2000.
     #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
     /// Kafka's auto.create.topics.enable. Default true.
@@ -263,11 +263,11 @@ impl Config {
             heartbeat_interval_ms: cli
                 .broker_heartbeat_interval_ms
                 .or(file.broker_heartbeat_interval_ms)
-                .unwrap_or(500),
+                .unwrap_or(250),
             session_timeout_ms: cli
                 .broker_session_timeout_ms
                 .or(file.broker_session_timeout_ms)
-                .unwrap_or(3_000),
+                .unwrap_or(2_000),
         };
         anyhow::ensure!(
             liveness.heartbeat_interval_ms >= 10
@@ -480,9 +480,10 @@ fn cluster(
         voter,
         controller_listen,
         quorum: voters,
+        // Replaced by the configured values in `resolve`.
         liveness: LivenessConfig {
-            heartbeat_interval_ms: 500,
-            session_timeout_ms: 3_000,
+            heartbeat_interval_ms: 250,
+            session_timeout_ms: 2_000,
         },
     }))
 }

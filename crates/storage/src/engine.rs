@@ -29,6 +29,9 @@ use crate::payload;
 use crate::stream::{Entry, Stream, StreamOffsets};
 use crate::wal::{Lsn, Wal, WalRecord};
 
+/// How long a shutdown tries to upload what is in the WAL.
+const SHUTDOWN_UPLOAD_S: u64 = 10;
+
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub node_id: NodeId,
@@ -608,10 +611,14 @@ impl Engine {
         Ok(())
     }
 
-    /// Uploads what is cached, then closes the WAL. Appends after this fail.
+    /// Uploads what is cached (for a bounded time: without a metadata quorum it cannot
+    /// commit), then closes the WAL. Appends after this fail.
     pub async fn shutdown(&self) {
-        if let Err(e) = self.upload().await {
-            tracing::warn!(error = %e, "final upload failed; the WAL keeps the data for the next start");
+        let upload = tokio::time::timeout(Duration::from_secs(SHUTDOWN_UPLOAD_S), self.upload());
+        match upload.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "final upload failed; the WAL keeps the data for the next start"),
+            Err(_) => tracing::warn!("final upload did not finish in {SHUTDOWN_UPLOAD_S} s; the WAL keeps the data for the next start"),
         }
         self.wal.close().await;
     }

@@ -1,0 +1,248 @@
+"""Cluster mode: three nodes that are each a broker and a metadata voter, on an S3-compatible
+server (moto), driven by confluent-kafka. Partitions are spread over the brokers, clients are
+routed to leaders, and a broker that dies or is paused is fenced and its partitions come back
+on the others with every acknowledged record, exactly once, in order."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+import kafka_wire as kw
+from cluster import Cluster, Load
+from helpers import consume_partitions, create_topic, produce_all, unique_topic, wait_until
+
+PARTITIONS = 6
+
+
+def read_all(c: Cluster, topic: str, partitions: int) -> dict[int, list[tuple[int, bytes]]]:
+    got = consume_partitions(c.bootstrap, topic, list(range(partitions)), timeout=60)
+    return {p: [(m.offset(), m.value()) for m in msgs] for p, msgs in got.items()}
+
+
+def assert_exactly_once(c: Cluster, topic: str, partitions: int, acked) -> None:
+    """Every acknowledged record is in the log once, at its acknowledged offset; offsets are
+    dense; no value appears twice."""
+    log = read_all(c, topic, partitions)
+    for p in range(partitions):
+        offsets = [o for o, _ in log[p]]
+        assert offsets == list(range(len(offsets))), f"partition {p}: offsets not dense"
+        values = [v for _, v in log[p]]
+        dups = [v for v, n in collections.Counter(values).items() if n > 1]
+        assert not dups, f"partition {p}: duplicated records {dups[:5]}"
+        at = dict(log[p])
+        for pp, offset, value in acked:
+            if pp == p:
+                assert at.get(offset) == value, (
+                    f"partition {p}: acknowledged {value!r} at {offset}, log has {at.get(offset)!r}")
+
+
+def await_writable(bootstrap: str, topic: str, partitions, since: float) -> dict[int, float]:
+    """Writes one record to each partition; returns the seconds from `since` to its ack."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                  "message.timeout.ms": 30000, "retry.backoff.ms": 50,
+                  "retry.backoff.max.ms": 100})
+    done: dict[int, float] = {}
+
+    def cb(err, msg):
+        assert err is None, f"probe to partition {msg.partition()} failed: {err}"
+        done[msg.partition()] = time.monotonic() - since
+
+    for part in partitions:
+        p.produce(topic, value=b"probe", partition=part, on_delivery=cb)
+    assert p.flush(30) == 0, "probes undelivered"
+    return done
+
+
+@pytest.fixture
+def cluster(strata_factory, moto_s3):
+    return Cluster(strata_factory, moto_s3)
+
+
+@pytest.mark.timeout(180)
+def test_partitions_are_spread_and_clients_follow_their_leaders(cluster):
+    c = cluster
+    topic = unique_topic("spread")
+    create_topic(c.nodes[1].bootstrap, topic, partitions=2 * PARTITIONS)
+    views = [c.metadata(via=i, topic=topic) for i in (1, 2, 3)]
+    assert {v.cluster_id for v in views} == {views[0].cluster_id}, "one cluster id everywhere"
+    for v in views:
+        assert sorted(v.brokers) == [1, 2, 3]
+    leaders = c.leaders(topic, via=1)
+    assert all(c.leaders(topic, via=i) == leaders for i in (2, 3)), "every node agrees"
+    assert collections.Counter(leaders.values()) == {1: 4, 2: 4, 3: 4}, leaders
+
+    # An idempotent producer bootstrapped on one node writes to every leader.
+    recs = [{"value": f"v{i:05d}".encode(), "partition": i % (2 * PARTITIONS)}
+            for i in range(12_000)]
+    reps = produce_all(c.nodes[2].bootstrap, topic, recs, **{"enable.idempotence": True})
+    assert not [r for r in reps if r.error], "deliveries failed"
+    assert_exactly_once(c, topic, 2 * PARTITIONS,
+                        [(r.partition, r.offset, r.value) for r in reps])
+
+    # A consumer group, coordinated by whichever broker leads its offsets partition.
+    group = unique_topic("g")
+    consumer = Consumer({"bootstrap.servers": c.nodes[3].bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = collections.Counter()
+    deadline = time.monotonic() + 60
+    while sum(seen.values()) < len(recs) and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            seen[m.value()] += 1
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    assert len(seen) == len(recs) and set(seen.values()) == {1}, "each record once"
+    other = Consumer({"bootstrap.servers": c.nodes[1].bootstrap, "group.id": group})
+    committed = other.committed([TopicPartition(topic, p) for p in range(2 * PARTITIONS)],
+                                timeout=15)
+    other.close()
+    assert [tp.offset for tp in committed] == [1000] * (2 * PARTITIONS)
+
+    # A broker that does not lead a partition refuses its writes with NOT_LEADER_OR_FOLLOWER.
+    not_leader = next(i for i in (1, 2, 3) if i != leaders[0])
+    with kw.Conn(c.nodes[not_leader].bootstrap) as conn:
+        _, apis = kw.parse_api_versions(conn.response(conn.request(kw.API_VERSIONS, 0, b"")), 0)
+        res = kw.produce(conn, kw.pick_produce_version(apis), topic, 0,
+                         kw.record_batch([b"misrouted"]))
+    assert res["error_code"] == 6, res
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("wal", ["object", "file"])
+def test_a_killed_broker_fails_over_with_nothing_acknowledged_lost(strata_factory, moto_s3, wal):
+    c = Cluster(strata_factory, moto_s3, wal=wal)
+    topic = unique_topic(f"failover-{wal}")
+    create_topic(c.bootstrap, topic, partitions=PARTITIONS)
+    controller = c.active_controller()
+    leaders = c.leaders(topic)
+    victim = next(i for i in (1, 2, 3) if i != controller and i in leaders.values())
+    lost = sorted(p for p, leader in leaders.items() if leader == victim)
+
+    load = Load(c.bootstrap, topic, PARTITIONS).start()
+    wait_until(lambda: len(load.acked) > 3000, timeout=30, msg="load running")
+    killed = time.monotonic()
+    c.nodes[victim].kill()
+    back = await_writable(c.bootstrap, topic, lost, since=killed)
+    print(f"\nfailover ({wal} WAL): partitions {lost} of broker {victim} accepted writes again "
+          f"{', '.join(f'{back[p]:.2f}s' for p in lost)} after SIGKILL")
+    assert max(back.values()) <= 5.0, f"failover took {back}"
+    # The load goes on over the moved partitions.
+    moved = len(load.acked)
+    wait_until(lambda: sum(1 for p, _, _ in load.acked[moved:] if p in lost) > 100,
+               timeout=30, msg="load on the moved partitions")
+    load.stop()
+    assert not load.errors, f"producer errors: {load.errors[:3]}"
+
+    after = c.leaders(topic)
+    assert victim not in after.values(), after
+    assert victim not in c.metadata().brokers
+    assert_exactly_once(c, topic, PARTITIONS, load.acked)
+
+    # The killed broker comes back as a new incarnation, empty-handed, and serves again.
+    c.nodes[victim].start()
+    wait_until(lambda: victim in c.metadata().brokers, timeout=30, msg="the broker back")
+    extra = topic + "-again"
+    create_topic(c.nodes[victim].bootstrap, extra, partitions=PARTITIONS)
+    assert victim in c.leaders(extra).values()
+    reps = produce_all(c.nodes[victim].bootstrap, extra,
+                       [{"value": b"x", "partition": p} for p in range(PARTITIONS)])
+    assert not [r for r in reps if r.error]
+
+
+@pytest.mark.timeout(180)
+def test_a_paused_broker_is_fenced_and_acknowledges_nothing_after(cluster):
+    c = cluster
+    topic = unique_topic("zombie")
+    create_topic(c.bootstrap, topic, partitions=PARTITIONS)
+    before = produce_all(c.bootstrap, topic,
+                         [{"value": f"b{i}".encode(), "partition": i % PARTITIONS}
+                          for i in range(600)])
+    controller = c.active_controller()
+    leaders = c.leaders(topic)
+    zombie = next(i for i in (1, 2, 3) if i != controller and i in leaders.values())
+    part = next(p for p, leader in leaders.items() if leader == zombie)
+    node = c.nodes[zombie]
+    conn = kw.Conn(node.bootstrap, timeout=30)
+    _, apis = kw.parse_api_versions(conn.response(conn.request(kw.API_VERSIONS, 0, b"")), 0)
+    version = kw.pick_produce_version(apis)
+
+    os.kill(node.pid, signal.SIGSTOP)
+    try:
+        others = [i for i in (1, 2, 3) if i != zombie]
+        wait_until(lambda: c.leaders(topic, via=others[0])[part] != zombie, timeout=20,
+                   msg="the paused broker's partition to move")
+        # Sits in the socket until the broker runs again.
+        corr = conn.request(kw.API_PRODUCE, version,
+                            kw.produce_body(topic, part, kw.record_batch([b"zombie"])))
+    finally:
+        os.kill(node.pid, signal.SIGCONT)
+    try:
+        res = kw.parse_produce_response(conn.response(corr), version)[(topic, part)]
+        assert res["error_code"] != 0, f"the fenced broker acknowledged a write: {res}"
+    except (ConnectionError, OSError):
+        pass  # closed without an answer: not acknowledged either
+    conn.close()
+    node.proc.wait(30)
+    assert node.proc.returncode != 0
+    assert "the controller fenced this broker" in node.log_tail(200)
+
+    log = read_all(c, topic, PARTITIONS)
+    assert all(v != b"zombie" for p in log for _, v in log[p])
+    assert_exactly_once(c, topic, PARTITIONS, [(r.partition, r.offset, r.value) for r in before])
+    assert not [r for r in produce_all(c.bootstrap, topic, [{"value": b"after", "partition": part}])
+                if r.error]
+
+
+@pytest.mark.timeout(180)
+def test_losing_the_active_controller_keeps_the_cluster_working(cluster):
+    c = cluster
+    topic = unique_topic("ctl")
+    create_topic(c.bootstrap, topic, partitions=PARTITIONS)
+    load = Load(c.bootstrap, topic, PARTITIONS).start()
+    wait_until(lambda: len(load.acked) > 3000, timeout=30, msg="load running")
+    old = c.active_controller()
+    killed = time.monotonic()
+    c.nodes[old].kill()
+    new = c.active_controller(timeout=15)
+    assert new != old
+    elected = time.monotonic() - killed
+    # Metadata operations go on under the new leader, through any node.
+    create_topic(c.bootstrap, topic + "-after", partitions=2)
+    created = time.monotonic() - killed
+    print(f"\ncontroller {old} killed: node {new} leads after {elected:.2f}s, "
+          f"a topic was created {created:.2f}s after the kill")
+    time.sleep(1)
+    load.stop()
+    assert not load.errors, f"producer errors: {load.errors[:3]}"
+    assert old not in c.leaders(topic).values()
+    assert_exactly_once(c, topic, PARTITIONS, load.acked)
+
+
+@pytest.mark.timeout(180)
+def test_a_broker_that_does_not_vote_joins_and_leads_new_partitions(cluster):
+    c = cluster
+    fourth = c.add_broker(4)
+    wait_until(lambda: sorted(c.metadata().brokers) == [1, 2, 3, 4], timeout=15,
+               msg="four brokers")
+    topic = unique_topic("four")
+    create_topic(fourth.bootstrap, topic, partitions=8)
+    leaders = c.leaders(topic)
+    assert collections.Counter(leaders.values()) == {1: 2, 2: 2, 3: 2, 4: 2}, leaders
+    reps = produce_all(fourth.bootstrap, topic,
+                       [{"value": f"f{i}".encode(), "partition": i % 8} for i in range(800)],
+                       **{"enable.idempotence": True})
+    assert not [r for r in reps if r.error]
+    assert_exactly_once(c, topic, 8, [(r.partition, r.offset, r.value) for r in reps])
+    # It does not vote: the quorum does not count on it, and a dead follower fails over too.
+    fourth.kill()
+    back = await_writable(c.bootstrap, topic, [p for p, n in leaders.items() if n == 4],
+                          since=time.monotonic())
+    assert len(back) == 2
+    assert_exactly_once(c, topic, 8, [(r.partition, r.offset, r.value) for r in reps])
