@@ -15,13 +15,15 @@ from conftest import free_port
 
 
 class Cluster:
-    def __init__(self, factory, moto, voters: int = 3, wal: str = "object", extra=()):
+    def __init__(self, factory, moto, voters: int = 3, wal: str = "object",
+                 upload_interval_ms: int = 1000, extra=()):
         self.factory = factory
         self.tag = uuid.uuid4().hex[:6]
         self.bucket = moto.create_bucket(f"cluster-{self.tag}")
         self.store = moto.url(self.bucket)
         self.wal = wal
         self.shared = factory.base / f"shared-wal-{self.tag}"
+        self.upload_interval_ms = upload_interval_ms
         self.extra = [str(a) for a in extra]
         ports = {i: free_port() for i in range(1, voters + 1)}
         self.quorum = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
@@ -36,7 +38,7 @@ class Cluster:
         wal = ("object" if self.wal == "object" else f"file:{self.shared}/node-{node_id}")
         return self.factory("--node-id", node_id, "--controller-quorum", self.quorum,
                             "--object-store", self.store, "--wal", wal,
-                            "--upload-interval-ms", 1000, *args, *self.extra,
+                            "--upload-interval-ms", self.upload_interval_ms, *args, *self.extra,
                             start=False, name=f"node{node_id}-{self.tag}")
 
     def add_broker(self, node_id: int):

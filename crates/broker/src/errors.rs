@@ -32,6 +32,8 @@ pub fn controller(error: &ControllerError) -> i16 {
         ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
         // Kafka's answer when too few brokers are registered to place a partition.
         ControllerError::NoBrokers => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
     })
 }
 

@@ -36,11 +36,32 @@ pub enum Command {
     /// The broker's lease ran out: fence it and hand its streams to a rescuer.
     FenceBroker {
         node_id: NodeId,
+        /// The incarnation whose heartbeats stopped: a newer one is not fenced for it.
+        incarnation: u64,
     },
     /// `rescuer` has committed what the fenced brokers' WALs held of `streams`: open each
     /// partition's streams for the broker that leads it from now on.
     CompleteRescue {
         rescuer: NodeId,
+        streams: Vec<StreamId>,
+    },
+    /// `rescuer` cannot reach `fenced`'s WAL: the streams go back to `fenced`, which replays
+    /// them itself when it returns.
+    AbandonRescue {
+        rescuer: NodeId,
+        fenced: NodeId,
+        streams: Vec<StreamId>,
+    },
+    /// Moves one partition to `target` (`None` cancels a move in progress).
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<NodeId>,
+    },
+    /// `owner` has committed everything it held of `streams`, which are moving: open them for
+    /// their targets.
+    HandOver {
+        owner: NodeId,
         streams: Vec<StreamId>,
     },
     CreateTopic {
@@ -120,6 +141,10 @@ pub enum ControllerError {
     InvalidRequest(String),
     #[error("no broker is available to lead new partitions")]
     NoBrokers,
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    #[error("no reassignment is in progress for this partition")]
+    NoReassignmentInProgress,
 }
 
 /// Where an object's bytes live; the hashed prefix spreads keys over the store's partitions.
@@ -215,10 +240,11 @@ pub fn decide(
             wal,
         } => {
             // Its WAL is being replayed: it may not write to it again until that is done.
+            // Streams handed back to it, it replays itself.
             if image
                 .streams
                 .values()
-                .any(|s| s.rescue_from == Some(*node_id))
+                .any(|s| s.rescue_from == Some(*node_id) && s.owner != *node_id)
             {
                 return Err(ControllerError::InvalidRequest(format!(
                     "broker {node_id} is being rescued; it may register once that is done"
@@ -233,10 +259,29 @@ pub fn decide(
                 wal: wal.clone(),
             }])
         }
-        Command::FenceBroker { node_id } => Ok(crate::failover::fence(image, *node_id)),
+        Command::FenceBroker {
+            node_id,
+            incarnation,
+        } => Ok(match image.brokers.get(node_id) {
+            Some(b) if b.incarnation == *incarnation => crate::failover::fence(image, *node_id),
+            _ => Vec::new(),
+        }),
+        Command::ReassignPartition {
+            topic,
+            partition,
+            target,
+        } => crate::reassignment::reassign(image, topic, *partition, *target),
+        Command::HandOver { owner, streams } => {
+            crate::reassignment::hand_over(image, *owner, streams)
+        }
         Command::CompleteRescue { rescuer, streams } => {
             crate::failover::complete_rescue(image, *rescuer, streams)
         }
+        Command::AbandonRescue {
+            rescuer,
+            fenced,
+            streams,
+        } => crate::failover::abandon_rescue(image, *rescuer, *fenced, streams),
         Command::CreateTopic {
             topic_id,
             name,
@@ -343,7 +388,11 @@ pub fn decide(
                     .streams
                     .get(stream_id)
                     .ok_or(ControllerError::UnknownTopicOrPartition)?;
-                if stream.rescue_from.is_some() {
+                // Only a stream handed back to its own fenced owner opens while rescued.
+                if stream
+                    .rescue_from
+                    .is_some_and(|from| from != *owner || stream.owner != *owner)
+                {
                     return Err(ControllerError::InvalidRequest(format!(
                         "stream {stream_id} is being rescued"
                     )));
@@ -570,6 +619,28 @@ impl ControllerHandle {
         }
     }
 
+    /// Decides `command` only if this node still leads in `term` once it has caught up: for
+    /// decisions that rest on what this leader alone observed (heartbeats), which a later
+    /// leader must not take over.
+    pub async fn submit_as_leader(
+        &self,
+        term: u64,
+        command: &Command,
+    ) -> Result<Vec<MetadataRecord>, SubmitError> {
+        let _serial = self.decide_lock.lock().await;
+        self.quorum.caught_up().await?;
+        if self.quorum.leading_term() != Some(term) {
+            return Err(SubmitError::Quorum(anyhow::anyhow!(
+                "no longer the leader of term {term}"
+            )));
+        }
+        let records = decide(&self.quorum.image().read(), command)?;
+        if !records.is_empty() {
+            self.quorum.write(records.clone()).await?;
+        }
+        Ok(records)
+    }
+
     async fn decide_and_write(
         &self,
         command: &Command,
@@ -578,10 +649,13 @@ impl ControllerHandle {
         // A new leader may not have applied all it committed: decide on the whole log.
         self.quorum.caught_up().await?;
         let records = decide(&self.quorum.image().read(), command)?;
-        let mut index = 0;
-        if !records.is_empty() {
-            index = self.quorum.write(records.clone()).await?;
-        }
+        // With nothing to write, the decision rests on what this leader has applied: a node
+        // that forwarded the command waits for that much before it reads its own image.
+        let index = if records.is_empty() {
+            self.quorum.applied_index()
+        } else {
+            self.quorum.write(records.clone()).await?
+        };
         Ok((records, index))
     }
 }

@@ -101,6 +101,35 @@ pub fn complete_rescue(
     Ok(records)
 }
 
+/// Gives streams `rescuer` cannot rescue back to the fenced broker whose WAL holds their
+/// tails; it opens them itself when it registers again (its own WAL replay is the rescue).
+pub fn abandon_rescue(
+    image: &MetadataImage,
+    rescuer: NodeId,
+    fenced: NodeId,
+    streams: &[StreamId],
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let mut records = Vec::new();
+    for id in streams {
+        let Some(stream) = image.streams.get(id) else {
+            continue;
+        };
+        if stream.owner != rescuer || stream.rescue_from != Some(fenced) {
+            return Err(ControllerError::InvalidRequest(format!(
+                "stream {id} is not being rescued by broker {rescuer} from {fenced}"
+            )));
+        }
+        records.push(MetadataRecord::StreamOpened {
+            stream_id: *id,
+            epoch: stream.epoch + 1,
+            owner: fenced,
+            start_offset: stream.committed_end_offset,
+            rescue_from: Some(fenced),
+        });
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -166,7 +195,13 @@ mod tests {
             .map(|s| (s.stream_id, s.epoch))
             .collect();
 
-        let records = apply(&mut image, Command::FenceBroker { node_id: 3 });
+        let records = apply(
+            &mut image,
+            Command::FenceBroker {
+                node_id: 3,
+                incarnation: 1,
+            },
+        );
         assert!(matches!(
             records[0],
             MetadataRecord::BrokerFenced {
@@ -190,9 +225,15 @@ mod tests {
         }
         assert_eq!((led(&image, 1), led(&image, 2), led(&image, 3)), (3, 3, 0));
         // Fencing twice changes nothing; it may not register while being rescued (invariant 3).
-        assert!(decide(&image, &Command::FenceBroker { node_id: 3 })
-            .unwrap()
-            .is_empty());
+        assert!(decide(
+            &image,
+            &Command::FenceBroker {
+                node_id: 3,
+                incarnation: 1
+            }
+        )
+        .unwrap()
+        .is_empty());
         let register = Command::RegisterBroker {
             node_id: 3,
             host: "h".into(),
@@ -244,9 +285,27 @@ mod tests {
     #[test]
     fn a_broker_alone_is_fenced_but_keeps_its_streams() {
         let mut image = cluster();
-        apply(&mut image, Command::FenceBroker { node_id: 1 });
-        apply(&mut image, Command::FenceBroker { node_id: 2 });
-        let records = apply(&mut image, Command::FenceBroker { node_id: 3 });
+        apply(
+            &mut image,
+            Command::FenceBroker {
+                node_id: 1,
+                incarnation: 1,
+            },
+        );
+        apply(
+            &mut image,
+            Command::FenceBroker {
+                node_id: 2,
+                incarnation: 1,
+            },
+        );
+        let records = apply(
+            &mut image,
+            Command::FenceBroker {
+                node_id: 3,
+                incarnation: 1,
+            },
+        );
         assert_eq!(
             records,
             vec![MetadataRecord::BrokerFenced {
@@ -265,5 +324,70 @@ mod tests {
             }
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_rescue_out_of_reach_waits_for_the_fenced_broker_to_replay_itself() {
+        let mut image = cluster();
+        apply(
+            &mut image,
+            Command::FenceBroker {
+                node_id: 3,
+                incarnation: 1,
+            },
+        );
+        let register = Command::RegisterBroker {
+            node_id: 3,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            incarnation: 2,
+            wal: None,
+        };
+        for rescuer in [1, 2] {
+            let streams: Vec<StreamId> = image
+                .streams
+                .values()
+                .filter(|s| s.owner == rescuer && s.rescue_from == Some(3))
+                .map(|s| s.stream_id)
+                .collect();
+            assert!(decide(&image, &register).is_err());
+            apply(
+                &mut image,
+                Command::AbandonRescue {
+                    rescuer,
+                    fenced: 3,
+                    streams,
+                },
+            );
+        }
+        // Back with its streams, unserved until it opens them from its own WAL.
+        let mine: Vec<StreamId> = image
+            .streams
+            .values()
+            .filter(|s| s.owner == 3)
+            .map(|s| s.stream_id)
+            .collect();
+        assert_eq!(mine.len(), 4);
+        assert!(decide(
+            &image,
+            &Command::OpenStreams {
+                owner: 1,
+                streams: vec![(mine[0], 0)]
+            }
+        )
+        .is_err());
+        apply(&mut image, register);
+        let open = mine.iter().map(|id| (*id, 0)).collect();
+        apply(
+            &mut image,
+            Command::OpenStreams {
+                owner: 3,
+                streams: open,
+            },
+        );
+        assert!(mine
+            .iter()
+            .all(|id| image.streams[id].rescue_from.is_none()));
     }
 }

@@ -72,6 +72,9 @@ pub struct StreamImage {
     /// The fenced broker whose WAL `owner` is replaying; the stream is not served meanwhile.
     #[serde(default)]
     pub rescue_from: Option<NodeId>,
+    /// A reassignment in progress: the broker the stream moves to.
+    #[serde(default)]
+    pub moving_to: Option<NodeId>,
     /// Committed ranges by start offset.
     pub ranges: BTreeMap<i64, (ObjectId, StreamRange)>,
 }
@@ -214,6 +217,9 @@ impl MetadataImage {
                 stream.epoch = *epoch;
                 stream.owner = *owner;
                 stream.rescue_from = *rescue_from;
+                // Opened anywhere, a stream is no longer on its way: the move is done (or a
+                // failover overtook it).
+                stream.moving_to = None;
                 // A rescue epoch writes nothing of its own: the data it commits belongs to the
                 // epoch before, whose end is where the next real epoch starts.
                 if rescue_from.is_none() {
@@ -226,6 +232,13 @@ impl MetadataImage {
                             partition.leader = *owner;
                             partition.leader_epoch = *epoch as i32;
                         }
+                    }
+                }
+            }
+            MetadataRecord::StreamsMoving { streams, target } => {
+                for id in streams {
+                    if let Some(stream) = self.streams.get_mut(id) {
+                        stream.moving_to = *target;
                     }
                 }
             }

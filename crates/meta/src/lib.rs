@@ -8,6 +8,7 @@ pub mod image;
 pub mod liveness;
 pub mod placement;
 pub mod raft;
+pub mod reassignment;
 pub mod records;
 pub mod topic_config;
 

@@ -142,11 +142,16 @@ impl Heartbeats {
 
 impl ControllerHandle {
     /// Takes a broker's heartbeat: whether the broker is fenced (a stale incarnation is), or
-    /// why it was not taken. Only the active controller takes heartbeats.
-    pub fn heartbeat(&self, node_id: NodeId, incarnation: u64) -> Result<bool, String> {
+    /// why it was not taken. Only the active controller takes heartbeats, and only once a
+    /// quorum has confirmed it still leads: a deposed leader must not extend leases.
+    pub async fn heartbeat(&self, node_id: NodeId, incarnation: u64) -> Result<bool, String> {
         if self.quorum().leading_term().is_none() {
             return Err("not the active controller".into());
         }
+        self.quorum()
+            .caught_up()
+            .await
+            .map_err(|e| format!("leadership not confirmed: {e}"))?;
         {
             let image = self.image().read();
             let broker = image
@@ -184,12 +189,25 @@ pub async fn run_sweep(
             0.0
         });
         controller.heartbeats.observe_leadership(term, now);
-        let expired = controller
-            .heartbeats
-            .expired(&controller.image().read(), &config, now);
-        for node_id in expired {
+        let Some(term) = term else {
+            continue;
+        };
+        let expired: Vec<(NodeId, u64)> = {
+            let image = controller.image().read();
+            controller
+                .heartbeats
+                .expired(&image, &config, now)
+                .into_iter()
+                .map(|id| (id, image.brokers[&id].incarnation))
+                .collect()
+        };
+        for (node_id, incarnation) in expired {
             tracing::warn!(node_id, "broker missed its heartbeats; fencing it");
-            match controller.submit(Command::FenceBroker { node_id }).await {
+            let fence = Command::FenceBroker {
+                node_id,
+                incarnation,
+            };
+            match controller.submit_as_leader(term, &fence).await {
                 Ok(records) => {
                     if let Some(MetadataRecord::BrokerFenced { rescuer, .. }) = records.first() {
                         tracing::warn!(node_id, ?rescuer, "broker fenced");
@@ -218,7 +236,7 @@ pub async fn run_heartbeats(
         let sent = Instant::now();
         let answer = match controller.quorum().leader_addr().await {
             Some((leader, _)) if leader == controller.quorum().node_id() => {
-                controller.heartbeat(node_id, incarnation)
+                controller.heartbeat(node_id, incarnation).await
             }
             Some((_, addr)) => send_heartbeat(&addr, node_id, incarnation, interval)
                 .await

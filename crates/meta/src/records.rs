@@ -99,6 +99,13 @@ pub enum MetadataRecord {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rescue_from: Option<NodeId>,
     },
+    /// The streams (one partition's) are to move to `target` (`None`: the move is cancelled).
+    /// Their owner stops appending, commits what it holds to objects and hands them over;
+    /// the `StreamOpened` for the target ends the move.
+    StreamsMoving {
+        streams: Vec<StreamId>,
+        target: Option<NodeId>,
+    },
     /// Records below `start_offset` are gone (retention, DeleteRecords).
     StreamTrimmed {
         stream_id: StreamId,

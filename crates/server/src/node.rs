@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use strata_broker::{retention, Broker, BrokerConfig};
+use strata_broker::{coordinator_runtime, retention, Broker, BrokerConfig};
 use strata_meta::controller::SubmitError;
 use strata_meta::liveness::{self, Lease};
 use strata_meta::raft::Quorum;
@@ -52,9 +52,24 @@ pub async fn run(
         None => Lease::unlimited(),
     });
 
+    // Heartbeats start at once: opening the engine may take a while, and a broker that is
+    // silent that long would be fenced during its own start.
+    let (stop, stopped) = watch::channel(false);
+    let mut heartbeats = config.cluster.as_ref().map(|cluster| {
+        tokio::spawn(liveness::run_heartbeats(
+            controller.clone(),
+            config.node_id,
+            incarnation,
+            cluster.liveness,
+            lease.clone(),
+            stopped.clone(),
+        ))
+    });
+
     let store = store::open(config.object_store.as_deref(), &config.data_dir)?;
     let (wal, recovered): (Arc<dyn Wal>, _) = match &config.wal {
         WalKind::File(dir) => {
+            strata_storage::wal::file::claim(dir, config.node_id)?;
             let (wal, recovered) = FileWal::open(FileWalConfig {
                 dir: dir.clone(),
                 segment_bytes: config.wal_segment_bytes,
@@ -118,7 +133,6 @@ pub async fn run(
     broker.groups.start_if_present(&broker).await;
     broker.txns.start_if_present(&broker).await;
 
-    let (stop, stopped) = watch::channel(false);
     let mut background = vec![
         tokio::spawn(engine.clone().run_uploader(stopped.clone())),
         tokio::spawn(engine.clone().run_gc(stopped.clone())),
@@ -128,9 +142,13 @@ pub async fn run(
             stopped.clone(),
         )),
     ];
-    let mut heartbeats = None;
     if let Some(cluster) = &config.cluster {
         background.push(tokio::spawn(engine.clone().run_rescues(stopped.clone())));
+        background.push(tokio::spawn(engine.clone().run_handovers(stopped.clone())));
+        background.push(tokio::spawn(coordinator_runtime::run_follow(
+            broker.clone(),
+            stopped.clone(),
+        )));
         if cluster.voter {
             background.push(tokio::spawn(liveness::run_sweep(
                 controller.clone(),
@@ -138,14 +156,6 @@ pub async fn run(
                 stopped.clone(),
             )));
         }
-        heartbeats = Some(tokio::spawn(liveness::run_heartbeats(
-            controller.clone(),
-            config.node_id,
-            incarnation,
-            cluster.liveness,
-            lease.clone(),
-            stopped.clone(),
-        )));
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while !lease.valid() {
             anyhow::ensure!(

@@ -170,7 +170,11 @@ impl Engine {
             image
                 .streams
                 .values()
-                .filter(|s| s.owner == engine.config.node_id && s.rescue_from.is_none())
+                // Streams handed back to it after a fence are its own to replay.
+                .filter(|s| {
+                    s.owner == engine.config.node_id
+                        && s.rescue_from.is_none_or(|from| from == s.owner)
+                })
                 .map(|s| s.stream_id)
                 .collect()
         };
@@ -269,8 +273,10 @@ impl Engine {
     }
 
     /// The stream, loading it from the image if this node owns it and has not opened it yet.
-    /// `None` once the image says another node owns it, or while it is being rescued: a stream
-    /// that moved away is forgotten here.
+    /// `None` once the image says another node owns it, or while it is being rescued. A stream
+    /// taken away by a fence stays held here: its entries keep holding back the WAL trim, so
+    /// the rescuer still finds them (only a hand-over, after committing everything, or a
+    /// deletion forgets a stream).
     pub fn stream(&self, id: StreamId) -> Option<Arc<Stream>> {
         let owned = {
             let image = self.meta.image().read();
@@ -280,9 +286,6 @@ impl Engine {
                 .is_some_and(|s| s.owner == self.config.node_id && s.rescue_from.is_none())
         };
         if !owned {
-            if self.streams.read().contains_key(&id) {
-                self.remove_stream(id);
-            }
             return None;
         }
         if let Some(s) = self.streams.read().get(&id) {
@@ -363,7 +366,7 @@ impl Engine {
             .ok_or(StorageError::UnknownStream(stream_id))?;
         let (base_offset, durable) = {
             let mut s = stream.state.lock();
-            if s.fenced {
+            if s.fenced || s.closing {
                 return Err(StorageError::Fenced { stream_id });
             }
             let base_offset = s.next_offset;

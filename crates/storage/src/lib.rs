@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod error;
 pub mod gc;
+pub mod handover;
 pub mod metadata;
 pub mod object;
 pub mod payload;

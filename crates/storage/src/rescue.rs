@@ -22,6 +22,9 @@ use crate::wal::{Lsn, WalRecord};
 /// How often the image is checked for streams to rescue.
 const RESCUE_POLL_MS: u64 = 100;
 
+/// Why a fenced broker's WAL cannot be read from here.
+struct Unreachable(String);
+
 /// A stream to rescue: `(id, rescue epoch, committed end)`.
 type Rescued = (StreamId, u64, i64);
 
@@ -56,7 +59,9 @@ impl Engine {
         let image = self.meta.image().read();
         let mut work: BTreeMap<NodeId, Vec<Rescued>> = BTreeMap::new();
         for s in image.streams.values() {
-            if let (Some(fenced), true) = (s.rescue_from, s.owner == self.config.node_id) {
+            // A stream handed back to its own fenced broker waits for that broker's return.
+            let owned = s.owner == self.config.node_id;
+            if let (Some(fenced), true) = (s.rescue_from, owned && s.rescue_from != Some(s.owner)) {
                 work.entry(fenced).or_default().push((
                     s.stream_id,
                     s.epoch,
@@ -78,7 +83,23 @@ impl Engine {
             .get(&fenced)
             .and_then(|b| b.wal.clone());
         let records = match &location {
-            Some(location) => self.read_wal(location).await?,
+            Some(location) => match self.read_wal(fenced, location).await? {
+                Ok(records) => records,
+                Err(Unreachable(why)) => {
+                    // Only the fenced broker can replay it: give the streams back to it, to
+                    // open when it returns (their partitions wait until then).
+                    tracing::error!(fenced, why, "the fenced broker's WAL is out of reach; its partitions wait for it to return");
+                    self.meta
+                        .submit(Command::AbandonRescue {
+                            rescuer: self.config.node_id,
+                            fenced,
+                            streams: streams.iter().map(|s| s.0).collect(),
+                        })
+                        .await
+                        .map_err(|e| StorageError::Failed(e.to_string()))?;
+                    return Ok(0);
+                }
+            },
             None => {
                 tracing::error!(
                     fenced,
@@ -109,23 +130,35 @@ impl Engine {
         Ok(rescued)
     }
 
-    async fn read_wal(&self, location: &str) -> Result<Vec<(Lsn, WalRecord)>> {
+    /// Reads `fenced`'s WAL at `location`: `Ok(Err(Unreachable))` when this broker cannot
+    /// reach it at all (a file WAL on a volume it does not share), `Err` for a failure worth
+    /// retrying.
+    async fn read_wal(
+        &self,
+        fenced: NodeId,
+        location: &str,
+    ) -> Result<std::result::Result<Vec<(Lsn, WalRecord)>, Unreachable>> {
         let failed = |e: crate::wal::WalError| StorageError::Failed(e.to_string());
         if let Some(prefix) = location.strip_prefix("object:") {
-            return ObjectWal::read_foreign(&self.store, prefix)
+            return Ok(Ok(ObjectWal::read_foreign(&self.store, prefix)
                 .await
-                .map_err(failed);
+                .map_err(failed)?));
         }
-        if let Some(dir) = location.strip_prefix("file:") {
-            let dir = Path::new(dir).to_path_buf();
-            return tokio::task::spawn_blocking(move || FileWal::read_foreign(&dir))
-                .await
-                .map_err(|e| StorageError::Failed(e.to_string()))?
-                .map_err(failed);
+        let Some(dir) = location.strip_prefix("file:") else {
+            return Ok(Err(Unreachable(format!("unknown WAL location {location}"))));
+        };
+        let dir = Path::new(dir).to_path_buf();
+        if crate::wal::file::owner(&dir) != Some(fenced) {
+            return Ok(Err(Unreachable(format!(
+                "{} is not node {fenced}'s WAL here",
+                dir.display()
+            ))));
         }
-        Err(StorageError::Failed(format!(
-            "unknown WAL location {location}"
-        )))
+        let records = tokio::task::spawn_blocking(move || FileWal::read_foreign(&dir))
+            .await
+            .map_err(|e| StorageError::Failed(e.to_string()))?
+            .map_err(failed)?;
+        Ok(Ok(records))
     }
 }
 

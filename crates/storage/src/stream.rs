@@ -33,6 +33,8 @@ pub(crate) struct StreamState {
     pub committed_end: i64,
     pub entries: VecDeque<Entry>,
     pub fenced: bool,
+    /// Being handed over to another broker: no more appends, uploads go on.
+    pub closing: bool,
 }
 
 pub struct Stream {
@@ -54,6 +56,7 @@ impl Stream {
                 committed_end,
                 entries: VecDeque::new(),
                 fenced: false,
+                closing: false,
             }),
             durable: watch::channel(committed_end).0,
         }

@@ -113,6 +113,10 @@ impl Engine {
             self.upload_object(group).await?;
         }
         self.evict();
+        // A broker that may have been fenced leaves its WAL whole for the rescuer.
+        if !self.lease_valid() {
+            return Ok(());
+        }
         self.trim_wal(wal_next).await
     }
 

@@ -145,3 +145,20 @@ impl<S: CoordinatorShard> Coordinator<S> {
         Ok(t.partitions.len() as i32)
     }
 }
+
+/// How often a cluster broker looks for coordinator partitions it has come to lead.
+const FOLLOW_INTERVAL_MS: u64 = 500;
+
+/// Starts the coordinator shards of internal partitions this broker comes to lead by failover
+/// or reassignment, so their timers and owed work (transaction timeouts, markers) resume
+/// without waiting for a client.
+pub async fn run_follow(broker: Arc<Broker>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(FOLLOW_INTERVAL_MS)) => {}
+            _ = stop.changed() => return,
+        }
+        broker.groups.start_if_present(&broker).await;
+        broker.txns.start_if_present(&broker).await;
+    }
+}

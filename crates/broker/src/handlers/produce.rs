@@ -375,8 +375,12 @@ async fn durable_to(broker: &Broker, stream_id: u64, end_offset: i64) -> Result<
     durable
         .wait_for(|end| *end >= end_offset)
         .await
-        .map(|_| ())
-        .map_err(|_| StorageError::Fenced { stream_id })
+        .map_err(|_| StorageError::Fenced { stream_id })?;
+    // A retried batch is acknowledged under the same lease rule as a new one.
+    if !broker.engine.lease_valid() {
+        return Err(StorageError::Fenced { stream_id });
+    }
+    Ok(())
 }
 
 fn storage_error(e: &StorageError) -> PartitionError {

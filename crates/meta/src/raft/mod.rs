@@ -282,6 +282,11 @@ impl Quorum {
         Ok(())
     }
 
+    /// The index of the last entry applied to this node's image (0 before any).
+    pub fn applied_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_applied.index().unwrap_or(0)
+    }
+
     /// The term this node leads in, if it leads.
     pub fn leading_term(&self) -> Option<u64> {
         let metrics = self.raft.metrics().borrow().clone();

@@ -380,7 +380,7 @@ async fn answer(
                 node_id,
                 incarnation,
             } => Reply::Heartbeat(match submissions.get().and_then(Weak::upgrade) {
-                Some(c) => c.heartbeat(node_id, incarnation),
+                Some(c) => c.heartbeat(node_id, incarnation).await,
                 None => Err("the controller is starting".into()),
             }),
         };

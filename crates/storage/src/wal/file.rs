@@ -24,6 +24,37 @@ fn spare_name(n: usize) -> String {
     format!("spare-{n}.wal.tmp")
 }
 
+/// Names the broker a WAL directory belongs to.
+const OWNER_FILE: &str = "owner";
+
+/// Marks `dir` as `node_id`'s WAL, or checks that it is: a rescuer must be able to tell a
+/// fenced broker's WAL from a path that only looks like it (the same relative path on another
+/// host, another broker's directory).
+pub fn claim(dir: &Path, node_id: i32) -> std::io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(OWNER_FILE);
+    match owner(dir) {
+        Some(id) if id == node_id => Ok(()),
+        Some(id) => Err(std::io::Error::other(format!(
+            "WAL directory {} belongs to node {id}, not {node_id}",
+            dir.display()
+        ))),
+        None => {
+            fs::write(&path, node_id.to_string())?;
+            sync_dir(dir)
+        }
+    }
+}
+
+/// The broker whose WAL `dir` is, if it is one.
+pub fn owner(dir: &Path) -> Option<i32> {
+    fs::read_to_string(dir.join(OWNER_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 #[derive(Clone, Debug)]
 pub struct FileWalConfig {
     pub dir: PathBuf,

@@ -1,0 +1,112 @@
+//! Hand-over: this broker gives up streams that are being reassigned (DESIGN.md §4). It stops
+//! appends to them, waits for what it appended to be durable, commits it all to objects, and
+//! asks the controller to open the streams for their target. No older data moves.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_meta::{Command, StreamId};
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+use crate::error::{Result, StorageError};
+use crate::stream::Stream;
+
+/// How often the image is checked for streams to hand over.
+const HANDOVER_POLL_MS: u64 = 10;
+/// A limit on waiting for in-flight appends to become durable.
+const DURABLE_WAIT_MS_MAX: u64 = 10_000;
+
+impl Engine {
+    /// Hands over whatever the controller moves away from this broker, until `stop` changes.
+    pub async fn run_handovers(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(HANDOVER_POLL_MS)) => {}
+                _ = stop.changed() => return,
+            }
+            let moving = self.moving();
+            if moving.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            match self.hand_over(&moving).await {
+                Ok(()) => tracing::info!(
+                    streams = moving.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "handed over reassigned streams"
+                ),
+                Err(e) => tracing::warn!(error = %e, "hand-over failed; retrying"),
+            }
+        }
+    }
+
+    /// Streams this broker owns that are moving elsewhere.
+    fn moving(&self) -> Vec<StreamId> {
+        let image = self.meta.image().read();
+        image
+            .streams
+            .values()
+            .filter(|s| s.owner == self.config.node_id && s.moving_to.is_some())
+            .map(|s| s.stream_id)
+            .collect()
+    }
+
+    async fn hand_over(&self, ids: &[StreamId]) -> Result<()> {
+        let streams: Vec<Arc<Stream>> = ids
+            .iter()
+            .filter_map(|id| self.streams.read().get(id).cloned())
+            .collect();
+        for stream in &streams {
+            stream.state.lock().closing = true;
+        }
+        // Appends already sequenced finish; their producers are answered as usual.
+        let deadline = Instant::now() + Duration::from_millis(DURABLE_WAIT_MS_MAX);
+        for stream in &streams {
+            let next = stream.state.lock().next_offset;
+            let mut durable = stream.subscribe();
+            let wait = durable.wait_for(|end| *end >= next);
+            if tokio::time::timeout_at(deadline.into(), wait)
+                .await
+                .is_err()
+            {
+                return Err(StorageError::Busy(format!(
+                    "stream {} did not become durable for its hand-over",
+                    stream.id
+                )));
+            }
+        }
+        self.upload().await?;
+        for stream in &streams {
+            let s = stream.state.lock();
+            if s.committed_end < s.next_offset {
+                return Err(StorageError::Failed(format!(
+                    "stream {} is not all in objects after the upload",
+                    stream.id
+                )));
+            }
+        }
+        let result = self
+            .meta
+            .submit(Command::HandOver {
+                owner: self.config.node_id,
+                streams: ids.to_vec(),
+            })
+            .await;
+        match result {
+            Ok(_) => {
+                for id in ids {
+                    self.remove_stream(*id);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Cancelled or refused: this broker keeps serving what it still owns.
+                for stream in &streams {
+                    stream.state.lock().closing = false;
+                }
+                Err(StorageError::Failed(e.to_string()))
+            }
+        }
+    }
+}
