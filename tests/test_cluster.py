@@ -251,3 +251,112 @@ def test_a_broker_that_does_not_vote_joins_and_leads_new_partitions(cluster):
                           since=time.monotonic())
     assert len(back) == 2
     assert_exactly_once(c, topic, 8, [(r.partition, r.offset, r.value) for r in reps])
+
+
+def strata_cli(*args) -> str:
+    from conftest import STRATA_BIN
+    import subprocess
+    out = subprocess.run([str(STRATA_BIN), *map(str, args)], capture_output=True, text=True,
+                         timeout=150)
+    assert out.returncode == 0, f"strata {args}: {out.stdout}\n{out.stderr}"
+    return out.stdout
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+@pytest.mark.timeout(300)
+def test_reassignment_under_load_moves_no_data_and_loses_nothing(cluster):
+    c = cluster
+    topic = unique_topic("move")
+    parts = 60
+    create_topic(c.bootstrap, topic, partitions=parts)
+    load = Load(c.bootstrap, topic, parts).start()
+    wait_until(lambda: len(load.acked) > 6000, timeout=60, msg="load running")
+    # librdkafka waits topic.metadata.refresh.fast.interval.ms (100 ms by default) before it
+    # asks again who leads; 10 ms keeps the client's own backoff out of the measure.
+    probe = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 0,
+                      "retry.backoff.ms": 10, "retry.backoff.max.ms": 50,
+                      "topic.metadata.refresh.fast.interval.ms": 10})
+    probe.list_topics(topic, timeout=10)
+
+    # One partition at a time: from the request to the new leader's first acknowledgement.
+    times = []
+    for i in range(12):
+        p = (i * 7) % parts
+        leader = c.leaders(topic)[p]
+        target = leader % 3 + 1
+        acked = {}
+        started = time.monotonic()
+        # Returns once the metadata names the target as leader.
+        strata_cli("reassign", "--bootstrap", c.nodes[target].bootstrap, "--topic", topic,
+                   "--partition", p, "--to", target)
+        probe.produce(topic, value=b"probe", partition=p,
+                      on_delivery=lambda e, m: acked.setdefault("t", (e, time.monotonic())))
+        probe.flush(30)
+        err, at = acked["t"]
+        assert err is None, err
+        times.append(at - started)
+        assert c.leaders(topic)[p] == target
+    print(f"\nreassign one partition under load, request to first write on the new leader: "
+          f"p50 {percentile(times, 0.5) * 1000:.0f} ms, p99 {percentile(times, 0.99) * 1000:.0f} ms, "
+          f"max {max(times) * 1000:.0f} ms ({len(times)} moves)")
+
+    # Fifty at once, in one request, each to another broker.
+    leaders = c.leaders(topic)
+    moving = list(range(50))
+    targets = [leaders[p] % 3 + 1 for p in moving]
+    started = time.monotonic()
+    out = strata_cli("reassign", "--bootstrap", c.bootstrap.split(",")[0], "--topic", topic,
+                     "--partition", ",".join(map(str, moving)),
+                     "--to", ",".join(map(str, targets)))
+    took = time.monotonic() - started
+    assert "50 moves recorded, 0 refused" in out, out
+    after = c.leaders(topic)
+    assert [after[p] for p in moving] == targets
+    print(f"reassign 50 partitions at once under load: all led by their targets {took:.2f}s "
+          f"after the request")
+    moved = len(load.acked)
+    wait_until(lambda: len(load.acked) > moved + 3000, timeout=30, msg="load after the moves")
+    load.stop()
+    assert not load.errors, f"producer errors: {load.errors[:3]}"
+    assert_exactly_once(c, topic, parts, load.acked)
+    # The data stayed where it was: the moved partitions' old objects are still the ones read.
+    assert not [r for r in produce_all(c.bootstrap, topic, [{"value": b"x", "partition": p}
+                                                             for p in moving]) if r.error]
+
+
+@pytest.mark.timeout(300)
+def test_scale_out_onto_a_new_broker_then_drain_one_and_stop_it(cluster):
+    c = cluster
+    topic = unique_topic("scale")
+    create_topic(c.bootstrap, topic, partitions=PARTITIONS * 2)
+    load = Load(c.bootstrap, topic, PARTITIONS * 2).start()
+    wait_until(lambda: len(load.acked) > 3000, timeout=30, msg="load running")
+    fourth = c.add_broker(4)
+    wait_until(lambda: 4 in c.metadata().brokers, timeout=15, msg="broker 4")
+    # Move a quarter of the load onto it.
+    onto = [p for p in range(0, PARTITIONS * 2, 4)]
+    strata_cli("reassign", "--bootstrap", fourth.bootstrap, "--topic", topic,
+               "--partition", ",".join(map(str, onto)), "--to", 4)
+    assert sorted(p for p, n in c.leaders(topic).items() if n == 4) == onto
+    before = len(load.acked)
+    wait_until(lambda: sum(1 for p, _, _ in load.acked[before:] if p in onto) > 500,
+               timeout=30, msg="load on the new broker")
+
+    # Drain a broker that is not the active controller, then stop it.
+    controller = c.active_controller()
+    victim = next(i for i in (1, 2, 3) if i != controller)
+    out = strata_cli("drain", "--bootstrap", c.nodes[controller].bootstrap, "--broker", victim)
+    assert "done in" in out, out
+    md = c.metadata(topic=None)
+    led = [p.leader for t in md.topics.values() for p in t.partitions.values()]
+    assert victim not in led, "the drained broker still leads partitions"
+    assert c.nodes[victim].stop() == 0
+    before = len(load.acked)
+    wait_until(lambda: len(load.acked) > before + 3000, timeout=30, msg="load after the drain")
+    load.stop()
+    assert not load.errors, f"producer errors: {load.errors[:3]}"
+    assert_exactly_once(c, topic, PARTITIONS * 2, load.acked)

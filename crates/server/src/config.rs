@@ -25,6 +25,10 @@ pub struct Cli {
 pub enum Commands {
     /// Runs a node (by default a single-node broker and controller).
     Serve(Box<Settings>),
+    /// Moves partitions to another broker (Kafka's AlterPartitionReassignments).
+    Reassign(crate::cli::ReassignArgs),
+    /// Moves every partition a broker leads to the other brokers.
+    Drain(crate::cli::DrainArgs),
 }
 
 /// Every setting, each optional so that flags, environment and file can be layered.

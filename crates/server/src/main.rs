@@ -2,8 +2,10 @@
 
 mod admin;
 mod alloc;
+mod cli;
 mod config;
 mod connection;
+mod kafka_client;
 mod listener;
 mod node;
 mod store;
@@ -17,6 +19,13 @@ use crate::config::{Cli, Commands, Config};
 #[global_allocator]
 static ALLOCATOR: alloc::Allocator = alloc::Allocator;
 
+/// A small runtime for the CLI commands that talk to a running cluster.
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -25,7 +34,11 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .init();
-    let Commands::Serve(settings) = cli.command;
+    let settings = match cli.command {
+        Commands::Serve(settings) => settings,
+        Commands::Reassign(args) => return client_runtime()?.block_on(cli::reassign(args)),
+        Commands::Drain(args) => return client_runtime()?.block_on(cli::drain(args)),
+    };
     let config = Config::resolve(*settings)?;
     let metrics = PrometheusBuilder::new().install_recorder()?;
     // Cold reads get their own threads so a catching-up consumer never slows producers.

@@ -38,10 +38,11 @@ use kafka_protocol::messages::offset_for_leader_epoch_request::{
 };
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AlterConfigsRequest, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeClusterRequest, DescribeConfigsRequest, FetchRequest, FetchResponse,
-    FindCoordinatorRequest, IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest,
+    AlterConfigsRequest, AlterPartitionReassignmentsRequest, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, IncrementalAlterConfigsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, MetadataRequest,
     OffsetForLeaderEpochRequest, ProduceRequest,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
@@ -65,6 +66,8 @@ const TESTED: &[ApiKey] = &[
     ApiKey::DeleteRecords,
     ApiKey::DescribeCluster,
     ApiKey::DeleteTopics,
+    ApiKey::AlterPartitionReassignments,
+    ApiKey::ListPartitionReassignments,
 ];
 
 /// The group APIs, tested in `api_versions_groups.rs` (its own `TESTED`).
@@ -2727,4 +2730,102 @@ async fn authorized_operations_when_requested() {
             "DescribeCluster v{v}: cluster authorized operations {ops:#x}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AlterPartitionReassignments, ListPartitionReassignments (moves between brokers are tested on
+// a real cluster in tests/test_cluster.py; one broker has nowhere to move to)
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn partition_reassignment_versions() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let b = Broker::start(BrokerOptions::default()).await;
+    let node = b.node_id();
+    let mut c = b.client().await;
+    create_topic(&mut c, "moving", 2, &[]).await;
+    let epoch = leader_epoch(&mut c, "moving", 0).await;
+    let request = |topic: &str, replicas: Option<Vec<i32>>| {
+        AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![ReassignableTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![ReassignablePartition::default()
+                    .with_partition_index(0)
+                    .with_replicas(
+                        replicas.map(|r| r.into_iter().map(broker).collect()),
+                    )])])
+    };
+    for v in c.versions(ApiKey::AlterPartitionReassignments).await {
+        let what = format!("AlterPartitionReassignments v{v}");
+        for (topic, replicas, expected) in [
+            // Already there: nothing to do.
+            ("moving", Some(vec![node]), 0),
+            (
+                "moving",
+                Some(vec![node + 98]),
+                err(ResponseError::InvalidReplicaAssignment),
+            ),
+            (
+                "moving",
+                Some(vec![node, node + 98]),
+                err(ResponseError::InvalidReplicationFactor),
+            ),
+            ("moving", None, err(ResponseError::NoReassignmentInProgress)),
+            (
+                "absent",
+                Some(vec![node]),
+                err(ResponseError::UnknownTopicOrPartition),
+            ),
+        ] {
+            let mut req = request(topic, replicas.clone());
+            if v >= 1 {
+                req.allow_replication_factor_change = true;
+            }
+            let r = c.send(v, &req).await;
+            assert_eq!(r.error_code, 0, "{what}");
+            if v >= 1 {
+                assert!(r.allow_replication_factor_change, "{what}: echoed");
+            }
+            let p = &r.responses[0].partitions[0];
+            assert_eq!(r.responses[0].name.0.as_str(), topic, "{what}");
+            assert_eq!(p.partition_index, 0, "{what}");
+            assert_eq!(
+                p.error_code, expected,
+                "{what}: {topic} {replicas:?}: {:?}",
+                p.error_message
+            );
+            if expected != 0 {
+                assert!(
+                    p.error_message.is_some(),
+                    "{what}: a message with the error"
+                );
+            }
+        }
+        // Nothing moved, so nothing was reopened.
+        assert_eq!(
+            leader_epoch(&mut c, "moving", 0).await,
+            epoch,
+            "{what}: leader epoch"
+        );
+    }
+    for v in c.versions(ApiKey::ListPartitionReassignments).await {
+        let what = format!("ListPartitionReassignments v{v}");
+        for topics in [None, Some(vec![])] {
+            let req = ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(10_000)
+                .with_topics(topics);
+            let r = c.send(v, &req).await;
+            assert_eq!(r.error_code, 0, "{what}");
+            assert!(
+                r.topics.is_empty(),
+                "{what}: nothing is moving on one broker"
+            );
+        }
+    }
+    // The partition stayed where it was.
+    let t = topic_metadata(&mut c, "moving").await.unwrap();
+    assert!(t.partitions.iter().all(|p| p.leader_id == broker(node)));
 }

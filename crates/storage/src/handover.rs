@@ -60,6 +60,7 @@ impl Engine {
         for stream in &streams {
             stream.state.lock().closing = true;
         }
+        self.wal.flush();
         // Appends already sequenced finish; their producers are answered as usual.
         let deadline = Instant::now() + Duration::from_millis(DURABLE_WAIT_MS_MAX);
         for stream in &streams {
@@ -76,7 +77,7 @@ impl Engine {
                 )));
             }
         }
-        self.upload().await?;
+        self.upload_streams(ids).await?;
         for stream in &streams {
             let s = stream.state.lock();
             if s.committed_end < s.next_offset {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use object_store::{path::Path, ObjectStoreExt, PutPayload};
 use strata_meta::controller::SubmitError;
 use strata_meta::image::ObjectState;
-use strata_meta::{Command, ControllerError, MetadataRecord, StreamRange};
+use strata_meta::{Command, ControllerError, MetadataRecord, StreamId, StreamRange};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
@@ -101,7 +101,7 @@ impl Engine {
         let _serial = self.upload_lock.lock().await;
         // Read before looking at streams: any entry appended later has an LSN at or above it.
         let wal_next = self.wal.next_lsn();
-        let runs = self.collect_runs();
+        let runs = self.collect_runs(None);
         let (big, small): (Vec<Run>, Vec<Run>) = runs
             .into_iter()
             .partition(|r| r.bytes >= self.config.stream_object_bytes_min);
@@ -120,8 +120,26 @@ impl Engine {
         self.trim_wal(wal_next).await
     }
 
-    fn collect_runs(&self) -> Vec<Run> {
-        let streams: Vec<Arc<Stream>> = self.streams.read().values().cloned().collect();
+    /// Uploads what `ids` hold and nothing else, as one object (a hand-over waits for it).
+    /// The WAL is trimmed by the next full round.
+    pub async fn upload_streams(&self, ids: &[StreamId]) -> Result<()> {
+        let _serial = self.upload_lock.lock().await;
+        let runs = self.collect_runs(Some(ids));
+        if runs.is_empty() {
+            return Ok(());
+        }
+        self.upload_object(runs).await
+    }
+
+    /// Durable entries not yet in objects, per stream (of `only`, when given).
+    fn collect_runs(&self, only: Option<&[StreamId]>) -> Vec<Run> {
+        let streams: Vec<Arc<Stream>> = self
+            .streams
+            .read()
+            .values()
+            .filter(|s| only.is_none_or(|ids| ids.contains(&s.id)))
+            .cloned()
+            .collect();
         let mut runs = Vec::new();
         for stream in streams {
             let s = stream.state.lock();

@@ -284,7 +284,12 @@ impl Quorum {
 
     /// The index of the last entry applied to this node's image (0 before any).
     pub fn applied_index(&self) -> u64 {
-        self.raft.metrics().borrow().last_applied.index().unwrap_or(0)
+        self.raft
+            .metrics()
+            .borrow()
+            .last_applied
+            .index()
+            .unwrap_or(0)
     }
 
     /// The term this node leads in, if it leads.

@@ -51,6 +51,9 @@ pub trait Wal: Send + Sync + 'static {
     fn append(&self, record: WalRecord) -> Result<(Lsn, Durable), WalError>;
     /// The LSN the next append will get.
     fn next_lsn(&self) -> Lsn;
+    /// Asks that what is queued be made durable now rather than when a batching window ends
+    /// (a hand-over is waiting for it). A hint: backends that do not batch ignore it.
+    fn flush(&self) {}
     /// Drops every record below `lsn`.
     async fn trim(&self, lsn: Lsn) -> Result<(), WalError>;
     /// Flushes what is queued and stops; later appends fail with `Closed`.

@@ -27,6 +27,8 @@ pub struct ObjectWalConfig {
 
 enum Op {
     Append(Lsn, WalRecord, oneshot::Sender<Result<(), WalError>>),
+    /// Write what the window holds now instead of at its end.
+    Flush,
     Close(oneshot::Sender<()>),
 }
 
@@ -181,6 +183,10 @@ impl Wal for ObjectWal {
         *self.next_lsn.lock()
     }
 
+    fn flush(&self) {
+        let _ = self.ops.send(Op::Flush);
+    }
+
     async fn trim(&self, lsn: Lsn) -> Result<(), WalError> {
         let doomed: Vec<Path> = {
             let mut objects = self.objects.lock();
@@ -238,6 +244,7 @@ impl Writer {
                         close = Some(done);
                         break;
                     }
+                    Some(Op::Flush) => break,
                     None => {}
                 }
                 if buf.len() >= self.config.window_bytes {
