@@ -268,7 +268,7 @@ def percentile(xs, q):
 
 
 @pytest.mark.timeout(300)
-def test_reassignment_under_load_moves_no_data_and_loses_nothing(cluster):
+def test_reassignment_under_load_loses_and_duplicates_nothing(cluster):
     c = cluster
     topic = unique_topic("move")
     parts = 60
@@ -299,7 +299,7 @@ def test_reassignment_under_load_moves_no_data_and_loses_nothing(cluster):
         err, at = acked["t"]
         assert err is None, err
         times.append(at - started)
-        assert c.leaders(topic)[p] == target
+        assert c.leaders(topic, via=target)[p] == target
     print(f"\nreassign one partition under load, request to first write on the new leader: "
           f"p50 {percentile(times, 0.5) * 1000:.0f} ms, p99 {percentile(times, 0.99) * 1000:.0f} ms, "
           f"max {max(times) * 1000:.0f} ms ({len(times)} moves)")
@@ -314,18 +314,24 @@ def test_reassignment_under_load_moves_no_data_and_loses_nothing(cluster):
                      "--to", ",".join(map(str, targets)))
     took = time.monotonic() - started
     assert "50 moves recorded, 0 refused" in out, out
-    after = c.leaders(topic)
+    after = c.leaders(topic, via=min(c.live()))
     assert [after[p] for p in moving] == targets
     print(f"reassign 50 partitions at once under load: all led by their targets {took:.2f}s "
           f"after the request")
     moved = len(load.acked)
     wait_until(lambda: len(load.acked) > moved + 3000, timeout=30, msg="load after the moves")
+
+    # And back, still under load: a partition returning to a broker that led it before goes on
+    # from what the others wrote meanwhile (its offsets, its producers' sequences).
+    back = [leaders[p] for p in moving]
+    strata_cli("reassign", "--bootstrap", c.bootstrap.split(",")[0], "--topic", topic,
+               "--partition", ",".join(map(str, moving)), "--to", ",".join(map(str, back)))
+    assert [c.leaders(topic, via=min(c.live()))[p] for p in moving] == back
+    moved = len(load.acked)
+    wait_until(lambda: len(load.acked) > moved + 3000, timeout=30, msg="load after moving back")
     load.stop()
     assert not load.errors, f"producer errors: {load.errors[:3]}"
     assert_exactly_once(c, topic, parts, load.acked)
-    # The data stayed where it was: the moved partitions' old objects are still the ones read.
-    assert not [r for r in produce_all(c.bootstrap, topic, [{"value": b"x", "partition": p}
-                                                             for p in moving]) if r.error]
 
 
 @pytest.mark.timeout(300)
@@ -351,7 +357,7 @@ def test_scale_out_onto_a_new_broker_then_drain_one_and_stop_it(cluster):
     victim = next(i for i in (1, 2, 3) if i != controller)
     out = strata_cli("drain", "--bootstrap", c.nodes[controller].bootstrap, "--broker", victim)
     assert "done in" in out, out
-    md = c.metadata(topic=None)
+    md = c.metadata(via=controller, topic=None)
     led = [p.leader for t in md.topics.values() for p in t.partitions.values()]
     assert victim not in led, "the drained broker still leads partitions"
     assert c.nodes[victim].stop() == 0
@@ -360,3 +366,50 @@ def test_scale_out_onto_a_new_broker_then_drain_one_and_stop_it(cluster):
     load.stop()
     assert not load.errors, f"producer errors: {load.errors[:3]}"
     assert_exactly_once(c, topic, PARTITIONS * 2, load.acked)
+
+
+@pytest.mark.timeout(180)
+def test_the_group_coordinator_fails_over_with_its_offsets_partition(cluster):
+    c = cluster
+    topic = unique_topic("grp")
+    create_topic(c.bootstrap, topic, partitions=PARTITIONS)
+    reps = produce_all(c.bootstrap, topic, [{"value": f"g{i}".encode(), "partition": i % PARTITIONS}
+                                            for i in range(1200)])
+    assert not [r for r in reps if r.error]
+    group = unique_topic("group")
+    consumer = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < 600 and time.monotonic() < deadline:
+        m = consumer.poll(0.5)
+        if m is not None and m.error() is None:
+            seen += 1
+    consumer.commit(asynchronous=False)
+    committed = {tp.partition: tp.offset for tp in
+                 consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)],
+                                    timeout=15)}
+    consumer.close()
+    assert sum(o for o in committed.values() if o > 0) >= 600
+
+    # Kill the broker that coordinates the group (it leads the group's __consumer_offsets
+    # partition); the partition fails over and its new leader coordinates the group.
+    with kw.Conn(c.nodes[1].bootstrap) as conn:
+        coordinator = kw.find_coordinator(conn, group)["node_id"]
+    c.nodes[coordinator].kill()
+    other = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group})
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            got = {tp.partition: tp.offset for tp in
+                   other.committed([TopicPartition(topic, p) for p in range(PARTITIONS)],
+                                   timeout=10)}
+            break
+        except Exception:
+            assert time.monotonic() < deadline, "the group's offsets did not come back"
+            time.sleep(0.2)
+    other.close()
+    assert got == committed
+    with kw.Conn(c.bootstrap.split(",")[0]) as conn:
+        assert kw.find_coordinator(conn, group)["node_id"] != coordinator

@@ -104,6 +104,10 @@ pub struct ProducerStates {
     /// Bytes of producer batches recorded since the last snapshot.
     #[serde(skip)]
     pub bytes_since_snapshot: u64,
+    /// The stream epoch this broker loaded the state under: a partition that moved away and
+    /// came back was written by others meanwhile, so its state is loaded again.
+    #[serde(skip)]
+    pub loaded_epoch: u64,
 }
 
 impl ProducerStates {

@@ -84,9 +84,15 @@ impl Producers {
     ) -> Result<PartitionProducers, StorageError> {
         let cell = self.partitions.lock().entry(stream_id).or_default().clone();
         let mut guard = cell.lock_owned().await;
+        let epoch = engine.offsets(stream_id)?.epoch;
+        if guard.as_ref().is_some_and(|s| s.loaded_epoch != epoch) {
+            *guard = None;
+        }
         if guard.is_none() {
             let state_stream = self.image.read().state_stream_of(stream_id);
-            *guard = Some(load(engine, stream_id, state_stream).await?);
+            let mut states = load(engine, stream_id, state_stream).await?;
+            states.loaded_epoch = epoch;
+            *guard = Some(states);
         }
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -41,6 +41,19 @@ pub fn fence(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
     if live.is_empty() {
         return records;
     }
+    // Moves onto the fenced broker are cancelled: their sources keep the partitions.
+    let moving_here: Vec<StreamId> = image
+        .streams
+        .values()
+        .filter(|s| s.moving_to == Some(node_id) && s.owner != node_id)
+        .map(|s| s.stream_id)
+        .collect();
+    if !moving_here.is_empty() {
+        records.push(MetadataRecord::StreamsMoving {
+            streams: moving_here,
+            target: None,
+        });
+    }
     let owned = |id: &StreamId| image.streams.get(id).filter(|s| s.owner == node_id);
     let mut moved = 0;
     for topic in image.topics.values() {

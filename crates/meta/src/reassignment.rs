@@ -50,8 +50,18 @@ pub fn reassign(
             "partition {topic}-{partition} is being rescued after a failover; retry"
         )));
     }
-    if data.owner == target || data.moving_to == Some(target) {
-        return Ok(Vec::new()); // already there, or on its way
+    if data.owner == target {
+        // Back to where it is: as in Kafka, a move in progress is reverted.
+        return Ok(match data.moving_to {
+            Some(_) => vec![MetadataRecord::StreamsMoving {
+                streams,
+                target: None,
+            }],
+            None => Vec::new(),
+        });
+    }
+    if data.moving_to == Some(target) {
+        return Ok(Vec::new()); // on its way
     }
     Ok(vec![MetadataRecord::StreamsMoving {
         streams,
@@ -73,6 +83,9 @@ pub fn hand_over(
         let Some(target) = stream.moving_to else {
             continue; // cancelled meanwhile: the owner keeps it
         };
+        if image.brokers.get(&target).is_none_or(|b| b.fenced) {
+            continue; // the target died meanwhile (its fence cancels the move)
+        }
         if stream.owner != owner {
             return Err(ControllerError::InvalidRequest(format!(
                 "stream {id} is not broker {owner}'s to hand over"
@@ -191,5 +204,69 @@ mod tests {
         .unwrap()
         .is_empty());
         assert_eq!(image.partition("t", 0).unwrap().leader, target);
+    }
+
+    #[test]
+    fn moving_back_reverts_and_a_dead_target_cancels() {
+        let mut image = MetadataImage::default();
+        for node_id in 1..=3 {
+            apply(
+                &mut image,
+                Command::RegisterBroker {
+                    node_id,
+                    host: "h".into(),
+                    port: 9092,
+                    rack: None,
+                    incarnation: 1,
+                    wal: None,
+                },
+            );
+        }
+        apply(
+            &mut image,
+            Command::CreateTopic {
+                topic_id: Uuid::from_u128(0),
+                name: "t".into(),
+                partitions: 1,
+                configs: BTreeMap::new(),
+            },
+        );
+        let p = image.partition("t", 0).unwrap().clone();
+        let source = p.leader;
+        let (a, b) = match source {
+            1 => (2, 3),
+            2 => (1, 3),
+            _ => (1, 2),
+        };
+        let move_to = |target| Command::ReassignPartition {
+            topic: "t".into(),
+            partition: 0,
+            target: Some(target),
+        };
+        // Asking for the current leader while a move is on reverts the move.
+        apply(&mut image, move_to(a));
+        apply(&mut image, move_to(source));
+        assert_eq!(image.streams[&p.stream_id].moving_to, None);
+        // A target that dies cancels the move: its source keeps the partition.
+        apply(&mut image, move_to(b));
+        apply(
+            &mut image,
+            Command::FenceBroker {
+                node_id: b,
+                incarnation: 1,
+            },
+        );
+        assert_eq!(image.streams[&p.stream_id].moving_to, None);
+        assert_eq!(image.partition("t", 0).unwrap().leader, source);
+        let streams = vec![p.stream_id];
+        assert!(decide(
+            &image,
+            &Command::HandOver {
+                owner: source,
+                streams
+            }
+        )
+        .unwrap()
+        .is_empty());
     }
 }

@@ -2773,6 +2773,11 @@ async fn partition_reassignment_versions() {
                 Some(vec![node, node + 98]),
                 err(ResponseError::InvalidReplicationFactor),
             ),
+            (
+                "moving",
+                Some(vec![]),
+                err(ResponseError::InvalidReplicaAssignment),
+            ),
             ("moving", None, err(ResponseError::NoReassignmentInProgress)),
             (
                 "absent",
@@ -2782,12 +2787,13 @@ async fn partition_reassignment_versions() {
         ] {
             let mut req = request(topic, replicas.clone());
             if v >= 1 {
-                req.allow_replication_factor_change = true;
+                // Not the default (true), so the echo shows.
+                req.allow_replication_factor_change = false;
             }
             let r = c.send(v, &req).await;
             assert_eq!(r.error_code, 0, "{what}");
             if v >= 1 {
-                assert!(r.allow_replication_factor_change, "{what}: echoed");
+                assert!(!r.allow_replication_factor_change, "{what}: echoed");
             }
             let p = &r.responses[0].partitions[0];
             assert_eq!(r.responses[0].name.0.as_str(), topic, "{what}");

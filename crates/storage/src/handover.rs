@@ -53,17 +53,42 @@ impl Engine {
     }
 
     async fn hand_over(&self, ids: &[StreamId]) -> Result<()> {
-        let streams: Vec<Arc<Stream>> = ids
-            .iter()
-            .filter_map(|id| self.streams.read().get(id).cloned())
-            .collect();
+        // Every moving stream is loaded (not only those already in use), so that a produce
+        // racing the hand-over finds the same handle and its `closing` flag.
+        let streams: Vec<Arc<Stream>> = ids.iter().filter_map(|id| self.stream(*id)).collect();
         for stream in &streams {
             stream.state.lock().closing = true;
         }
         self.wal.flush();
+        let result = self.commit_and_hand_over(ids, &streams).await;
+        // Whatever happened, streams this broker still owns serve again; those it no longer
+        // owns (handed over, even if the answer was lost) are forgotten.
+        let owned: Vec<bool> = {
+            let image = self.meta.image().read();
+            streams
+                .iter()
+                .map(|s| {
+                    image
+                        .streams
+                        .get(&s.id)
+                        .is_some_and(|i| i.owner == self.config.node_id)
+                })
+                .collect()
+        };
+        for (stream, owned) in streams.iter().zip(owned) {
+            if owned {
+                stream.state.lock().closing = false;
+            } else {
+                self.remove_stream(stream.id);
+            }
+        }
+        result
+    }
+
+    async fn commit_and_hand_over(&self, ids: &[StreamId], streams: &[Arc<Stream>]) -> Result<()> {
         // Appends already sequenced finish; their producers are answered as usual.
         let deadline = Instant::now() + Duration::from_millis(DURABLE_WAIT_MS_MAX);
-        for stream in &streams {
+        for stream in streams {
             let next = stream.state.lock().next_offset;
             let mut durable = stream.subscribe();
             let wait = durable.wait_for(|end| *end >= next);
@@ -78,7 +103,7 @@ impl Engine {
             }
         }
         self.upload_streams(ids).await?;
-        for stream in &streams {
+        for stream in streams {
             let s = stream.state.lock();
             if s.committed_end < s.next_offset {
                 return Err(StorageError::Failed(format!(
@@ -87,27 +112,13 @@ impl Engine {
                 )));
             }
         }
-        let result = self
-            .meta
+        self.meta
             .submit(Command::HandOver {
                 owner: self.config.node_id,
                 streams: ids.to_vec(),
             })
-            .await;
-        match result {
-            Ok(_) => {
-                for id in ids {
-                    self.remove_stream(*id);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Cancelled or refused: this broker keeps serving what it still owns.
-                for stream in &streams {
-                    stream.state.lock().closing = false;
-                }
-                Err(StorageError::Failed(e.to_string()))
-            }
-        }
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::Failed(e.to_string()))
     }
 }

@@ -60,6 +60,12 @@ async fn reassign(
     let target = match replicas.as_deref() {
         None => None,
         Some([one]) => Some(one.0),
+        Some([]) => {
+            return Err((
+                ResponseError::InvalidReplicaAssignment.code(),
+                "the replica list is empty".into(),
+            ))
+        }
         Some(other) => {
             return Err((
                 ResponseError::InvalidReplicationFactor.code(),
