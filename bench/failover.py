@@ -159,7 +159,8 @@ def main() -> None:
         bootstrap = lambda: ",".join(n.bootstrap for n in nodes.values() if n.alive())  # noqa: E731
         admin = lambda: AdminClient({"bootstrap.servers": bootstrap()})  # noqa: E731
         topic = "failover-bench"
-        admin().create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
+        creator = admin()  # must outlive its future
+        creator.create_topics([NewTopic(topic, args.partitions, 1)])[topic].result(30)
 
         acked: list[tuple[int, int, bytes]] = []
         stop = threading.Event()
@@ -203,8 +204,8 @@ def main() -> None:
                      "a new active controller")
                 samples["controller: new active controller, s"].append(time.monotonic() - killed)
                 name = f"probe-{rnd}"
-                AdminClient({"bootstrap.servers": bootstrap()}).create_topics(
-                    [NewTopic(name, 1, 1)])[name].result(30)
+                creator = AdminClient({"bootstrap.servers": bootstrap()})
+                creator.create_topics([NewTopic(name, 1, 1)])[name].result(30)
                 samples["controller: CreateTopics succeeds, s"].append(time.monotonic() - killed)
             for p in lost:
                 probe.produce(topic, value=b"probe", partition=p,
@@ -272,7 +273,10 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     n.proc.kill()
         moto.terminate()
-        shutil.rmtree(root, ignore_errors=True)
+        if sys.exc_info()[0] is None:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            log(f"kept {root} (node logs) after the failure")
 
 
 if __name__ == "__main__":

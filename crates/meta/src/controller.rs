@@ -595,7 +595,11 @@ impl ControllerHandle {
         loop {
             match self.quorum.leader_addr().await {
                 Some((leader, _)) if leader == self.quorum.node_id() => {
-                    return self.decide_and_write(command).await;
+                    // `None`: it only believed it led (a stale vote after a restart, or it was
+                    // just deposed); nothing was written, so ask again.
+                    if let Some(decided) = self.decide_and_write(command).await? {
+                        return Ok(decided);
+                    }
                 }
                 Some((_, addr)) => match crate::raft::forward(&addr, command).await {
                     Ok(answer) => {
@@ -641,13 +645,17 @@ impl ControllerHandle {
         Ok(records)
     }
 
+    /// Decides and writes as the leader; `None` when a quorum does not confirm this node leads.
     async fn decide_and_write(
         &self,
         command: &Command,
-    ) -> Result<(Vec<MetadataRecord>, u64), SubmitError> {
+    ) -> Result<Option<(Vec<MetadataRecord>, u64)>, SubmitError> {
         let _serial = self.decide_lock.lock().await;
         // A new leader may not have applied all it committed: decide on the whole log.
-        self.quorum.caught_up().await?;
+        if let Err(e) = self.quorum.caught_up().await {
+            tracing::debug!(error = %e, "not confirmed as the metadata leader");
+            return Ok(None);
+        }
         let records = decide(&self.quorum.image().read(), command)?;
         // With nothing to write, the decision rests on what this leader has applied: a node
         // that forwarded the command waits for that much before it reads its own image.
@@ -656,6 +664,6 @@ impl ControllerHandle {
         } else {
             self.quorum.write(records.clone()).await?
         };
-        Ok((records, index))
+        Ok(Some((records, index)))
     }
 }
