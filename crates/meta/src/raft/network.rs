@@ -70,9 +70,9 @@ enum Reply {
     Heartbeat(Result<bool, String>),
 }
 
-/// Forwards `command` to the controller at `addr` and waits for its answer. An error of kind
-/// `ConnectionRefused` means the command was never sent.
-pub async fn forward(addr: &str, command: &Command) -> io::Result<Submitted> {
+/// One request and its reply on a fresh connection to `addr`, within `timeout`. An error of
+/// kind `ConnectionRefused` means the request was never sent.
+async fn exchange(addr: &str, request: &Request, timeout: Duration) -> io::Result<Reply> {
     let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Ok(Ok(s)) => s,
         _ => {
@@ -84,45 +84,37 @@ pub async fn forward(addr: &str, command: &Command) -> io::Result<Submitted> {
     };
     let _ = stream.set_nodelay(true);
     let exchange = async {
-        write_frame(&mut stream, &Request::Submit(command.clone())).await?;
+        write_frame(&mut stream, request).await?;
         read_frame::<Reply>(&mut stream).await
     };
-    match tokio::time::timeout(FORWARD_TIMEOUT, exchange).await {
-        Ok(Ok(Reply::Submit(answer))) => Ok(answer),
-        Ok(Ok(_)) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "a reply to another request",
-        )),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "forwarded command timed out",
-        )),
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "controller request timed out"))?
+}
+
+fn unexpected_reply() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "a reply to another request")
+}
+
+/// Forwards `command` to the controller at `addr` and waits for its answer. An error of kind
+/// `ConnectionRefused` means the command was never sent.
+pub async fn forward(addr: &str, command: &Command) -> io::Result<Submitted> {
+    match exchange(addr, &Request::Submit(command.clone()), FORWARD_TIMEOUT).await? {
+        Reply::Submit(answer) => Ok(answer),
+        _ => Err(unexpected_reply()),
     }
 }
 
 /// Asks the controller at `addr` to make `node_id` (answering at `node_addr`) follow the log.
 /// Only the leader can; others answer with an error naming why.
 pub async fn join(addr: &str, node_id: u64, node_addr: &str) -> io::Result<Result<(), String>> {
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connecting to {addr}")))??;
     let request = Request::Join {
         node_id,
         addr: node_addr.to_string(),
     };
-    let exchange = async {
-        write_frame(&mut stream, &request).await?;
-        read_frame::<Reply>(&mut stream).await
-    };
-    match tokio::time::timeout(FORWARD_TIMEOUT, exchange).await {
-        Ok(Ok(Reply::Join(answer))) => Ok(answer),
-        Ok(Ok(_)) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "a reply to another request",
-        )),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "join timed out")),
+    match exchange(addr, &request, FORWARD_TIMEOUT).await? {
+        Reply::Join(answer) => Ok(answer),
+        _ => Err(unexpected_reply()),
     }
 }
 
@@ -134,30 +126,13 @@ pub async fn send_heartbeat(
     incarnation: u64,
     timeout: Duration,
 ) -> io::Result<Result<bool, String>> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
-        write_frame(
-            &mut stream,
-            &Request::Heartbeat {
-                node_id,
-                incarnation,
-            },
-        )
-        .await?;
-        read_frame::<Reply>(&mut stream).await
+    let request = Request::Heartbeat {
+        node_id,
+        incarnation,
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(Reply::Heartbeat(answer))) => Ok(answer),
-        Ok(Ok(_)) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "a reply to another request",
-        )),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "heartbeat timed out",
-        )),
+    match exchange(addr, &request, timeout).await? {
+        Reply::Heartbeat(answer) => Ok(answer),
+        _ => Err(unexpected_reply()),
     }
 }
 
