@@ -11,11 +11,12 @@ import signal
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 import kafka_wire as kw
 from cluster import Cluster, Load
 from helpers import consume_partitions, create_topic, produce_all, unique_topic, wait_until
+from txn_util import FAST_RECONNECT, group_offsets, read_topic, values, watermarks
 
 PARTITIONS = 6
 
@@ -413,3 +414,70 @@ def test_the_group_coordinator_fails_over_with_its_offsets_partition(cluster):
     assert got == committed
     with kw.Conn(c.bootstrap.split(",")[0]) as conn:
         assert kw.find_coordinator(conn, group)["node_id"] != coordinator
+
+
+def commit_with_retries(producer: Producer, timeout: float = 60.0) -> None:
+    """commit_transaction as Kafka documents it: a retriable error means "call it again"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            producer.commit_transaction(30)
+            return
+        except KafkaException as e:
+            if not (e.args[0].retriable() and time.monotonic() < deadline):
+                raise
+
+
+@pytest.mark.timeout(180)
+def test_transactions_span_brokers_and_survive_losing_their_coordinator(cluster):
+    """A transactional producer writes to partitions led by every broker and commits a group's
+    offsets in the same transactions; the coordinator marks the other brokers' partitions
+    with WriteTxnMarkers. Then the broker that coordinates the transaction is killed while one
+    is open, and the commit completes under the broker that takes its partition over."""
+    c = cluster
+    topic = unique_topic("txn")
+    create_topic(c.bootstrap, topic, partitions=PARTITIONS)
+    assert set(c.leaders(topic).values()) == {1, 2, 3}
+    txn_id, group = unique_topic("tid"), unique_topic("txn-group")
+    producer = Producer({"bootstrap.servers": c.bootstrap, "transactional.id": txn_id,
+                         "transaction.timeout.ms": 60_000, **FAST_RECONNECT})
+    producer.init_transactions(30)
+    member = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group})
+    committed: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
+
+    def transaction(n: int, outcome: str, before_end=lambda: None) -> None:
+        producer.begin_transaction()
+        values = {p: f"txn{n}-p{p}".encode() for p in range(PARTITIONS)}
+        for p, value in values.items():
+            producer.produce(topic, value=value, partition=p)
+        assert producer.flush(30) == 0
+        producer.send_offsets_to_transaction(
+            [TopicPartition(topic, p, n + 1) for p in range(PARTITIONS)],
+            member.consumer_group_metadata(), 30)
+        before_end()
+        if outcome == "commit":
+            commit_with_retries(producer)
+            for p, value in values.items():
+                committed[p].append(value)
+        else:
+            producer.abort_transaction(30)
+
+    for n in range(4):
+        transaction(n, "commit" if n % 2 == 0 else "abort")
+
+    with kw.Conn(c.nodes[1].bootstrap) as conn:
+        coordinator = kw.find_coordinator(conn, txn_id, key_type=1)["node_id"]
+    transaction(4, "commit", before_end=lambda: c.nodes[coordinator].kill())
+    transaction(5, "commit")
+    producer.flush(10)
+    member.close()
+
+    with kw.Conn(c.bootstrap.split(",")[0]) as conn:
+        assert kw.find_coordinator(conn, txn_id, key_type=1)["node_id"] != coordinator
+    # EndTxn answers once every marker is written: nothing is left open.
+    ends = {p: hi for p, (_, hi) in watermarks(c.bootstrap, topic, range(PARTITIONS)).items()}
+    read = read_topic(c.bootstrap, topic, range(PARTITIONS), "read_committed", ends)
+    for p in range(PARTITIONS):
+        assert values(read, p) == committed[p], f"partition {p}"
+    assert group_offsets(c.bootstrap, group, topic, range(PARTITIONS)) == {
+        p: 6 for p in range(PARTITIONS)}

@@ -7,6 +7,8 @@ pub mod errors;
 pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
+pub mod kafka_client;
+pub mod peers;
 pub mod producer_snapshot;
 pub mod producer_state;
 pub mod producers;
@@ -92,6 +94,7 @@ pub struct Broker {
     pub groups: groups::GroupCoordinator,
     pub producers: producers::Producers,
     pub txns: transactions::TxnCoordinator,
+    pub peers: peers::Peers,
 }
 
 impl Broker {
@@ -124,6 +127,7 @@ impl Broker {
             fetch_sessions,
             groups,
             producers,
+            peers: peers::Peers::default(),
         })
     }
 }

@@ -16,10 +16,12 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use crate::kafka_client::KafkaClient;
+use strata_broker::kafka_client::KafkaClient;
 
 /// How long `--wait` waits for the moves to complete.
 const WAIT_S_MAX: u64 = 120;
+/// How the CLI names itself to brokers.
+const CLIENT_ID: &str = "strata-cli";
 
 #[derive(Args, Debug)]
 pub struct ReassignArgs {
@@ -60,7 +62,7 @@ pub async fn reassign(args: ReassignArgs) -> anyhow::Result<()> {
         many if many.len() == args.partition.len() => many.to_vec(),
         _ => bail!("--to names one broker, or one per --partition"),
     };
-    let mut client = KafkaClient::connect(&args.bootstrap).await?;
+    let mut client = KafkaClient::connect(&args.bootstrap, CLIENT_ID).await?;
     let moves: Moves = BTreeMap::from([(
         args.topic.clone(),
         args.partition.iter().copied().zip(targets).collect(),
@@ -69,7 +71,7 @@ pub async fn reassign(args: ReassignArgs) -> anyhow::Result<()> {
 }
 
 pub async fn drain(args: DrainArgs) -> anyhow::Result<()> {
-    let mut client = KafkaClient::connect(&args.bootstrap).await?;
+    let mut client = KafkaClient::connect(&args.bootstrap, CLIENT_ID).await?;
     let metadata = metadata(&mut client).await?;
     let mut others: Vec<i32> = metadata
         .brokers

@@ -5,7 +5,6 @@ mod alloc;
 mod cli;
 mod config;
 mod connection;
-mod kafka_client;
 mod listener;
 mod node;
 mod store;

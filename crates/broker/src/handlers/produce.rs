@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::groups::OFFSETS_TOPIC;
 use crate::producer_state::Plan;
+use crate::transactions::join::{self, Refused};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
 use crate::{errors, topics, Broker};
 
@@ -285,34 +286,22 @@ async fn join_transaction(
             )),
         )
     };
-    let Some(id) = txn.id.map(str::to_string) else {
+    let Some(id) = txn.id else {
         return Err(not_added());
     };
-    let shard = broker
-        .txns
-        .shard_for(broker, &id)
-        .await
-        .map_err(|code| retriable(format!("error {code}")))?;
-    let (pid, epoch) = (h.producer_id, h.producer_epoch);
-    let asked = [(topic.to_string(), partition)];
-    let answer = if txn.adds_partitions {
-        shard
-            .call(move |s, now_ms, _| s.add_partitions(now_ms, &id, pid, epoch, &asked))
-            .await
-            .map(|added| added.map(|()| Vec::new()))
-    } else {
-        shard.read(move |s| s.verify(&id, pid, epoch, &asked)).await
-    };
-    match answer {
-        Ok(Ok(missing)) if missing.is_empty() => Ok(()),
-        Ok(Ok(_)) => Err(not_added()),
-        Ok(Err(ResponseError::ProducerFenced)) => Err((
-            ResponseError::InvalidProducerEpoch.code(),
-            Some("the producer was fenced".into()),
-        )),
-        Ok(Err(e @ ResponseError::ConcurrentTransactions)) => Err(retriable(format!("{e:?}"))),
-        Ok(Err(e)) => Err((e.code(), None)),
-        Err(code) => Err(retriable(format!("error {code}"))),
+    let (pid, epoch, add) = (h.producer_id, h.producer_epoch, txn.adds_partitions);
+    match join::join(broker, id, pid, epoch, add, topic, partition).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(not_added()),
+        Err(Refused::Unreachable(why)) => Err(retriable(why)),
+        Err(Refused::Code(code)) => match ResponseError::try_from_code(code) {
+            Some(ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch) => Err((
+                ResponseError::InvalidProducerEpoch.code(),
+                Some("the producer was fenced".into()),
+            )),
+            Some(e) if e.is_retriable() => Err(retriable(format!("{e:?}"))),
+            _ => Err((code, None)),
+        },
     }
 }
 

@@ -10,6 +10,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
 use crate::groups::OFFSETS_TOPIC;
+use crate::transactions::join::{self, Refused};
 use crate::transactions::requests;
 use crate::Broker;
 
@@ -34,23 +35,22 @@ async fn commit(
     }
     // The producer must own the transaction and have added the group's partition to it.
     let id = req.transactional_id.to_string();
-    let txn_shard = requests::shard(broker, &id).await?;
     let partition = broker.groups.partition_of(broker, &req.group_id).await?;
-    let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
-    let asked = [(OFFSETS_TOPIC.to_string(), partition)];
-    let missing = if version >= 5 {
-        txn_shard
-            .call(move |s, now_ms, _| s.add_partitions(now_ms, &id, pid, epoch, &asked))
-            .await?
-            .map(|()| Vec::new())
-    } else {
-        txn_shard
-            .read(move |s| s.verify(&id, pid, epoch, &asked))
-            .await?
-    }
-    .map_err(|e| requests::code_for(version, 3, e))?;
-    if !missing.is_empty() {
-        return Err(ResponseError::InvalidTxnState.code());
+    let (pid, epoch, add) = (req.producer_id.0, req.producer_epoch, version >= 5);
+    match join::join(broker, &id, pid, epoch, add, OFFSETS_TOPIC, partition).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ResponseError::InvalidTxnState.code()),
+        // Not this group's coordinator that is unavailable, but the client retries the same.
+        Err(Refused::Unreachable(_)) => return Err(ResponseError::CoordinatorNotAvailable.code()),
+        Err(Refused::Code(code)) => {
+            return Err(match ResponseError::try_from_code(code) {
+                Some(ResponseError::NotCoordinator) => {
+                    ResponseError::CoordinatorNotAvailable.code()
+                }
+                Some(e) => requests::code_for(version, 3, e),
+                None => code,
+            })
+        }
     }
     let group_shard = broker.groups.shard_for(broker, &req.group_id).await?;
     let req = req.clone();

@@ -2,6 +2,7 @@
 //! partitioned by transactional id as in Kafka, one shard task per partition, and the writer
 //! of the markers its shards decide.
 
+pub mod join;
 pub mod markers;
 pub mod requests;
 

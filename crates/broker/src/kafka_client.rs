@@ -1,5 +1,6 @@
-//! A minimal Kafka client for the `strata` CLI: one connection, one request at a time, every
-//! message encoded and decoded by `kafka-protocol`.
+//! A minimal Kafka client for the `strata` CLI and for requests between brokers (transaction
+//! markers): one connection, one request at a time, every message encoded and decoded by
+//! `kafka-protocol`.
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BytesMut};
@@ -8,16 +9,18 @@ use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A limit on a response the CLI accepts.
+/// A limit on a response this client accepts.
 const RESPONSE_BYTES_MAX: usize = 64 << 20;
 
 pub struct KafkaClient {
     stream: TcpStream,
     correlation_id: i32,
+    client_id: &'static str,
 }
 
 impl KafkaClient {
-    pub async fn connect(addr: &str) -> anyhow::Result<KafkaClient> {
+    /// Connects to `addr`; requests name themselves `client_id`.
+    pub async fn connect(addr: &str, client_id: &'static str) -> anyhow::Result<KafkaClient> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
@@ -25,6 +28,7 @@ impl KafkaClient {
         Ok(KafkaClient {
             stream,
             correlation_id: 0,
+            client_id,
         })
     }
 
@@ -41,7 +45,7 @@ impl KafkaClient {
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation_id)
-            .with_client_id(Some(StrBytes::from_static_str("strata-cli")));
+            .with_client_id(Some(StrBytes::from_static_str(self.client_id)));
         let mut buf = BytesMut::new();
         header.encode(&mut buf, key.request_header_version(version))?;
         body.encode(&mut buf, version)?;
@@ -52,7 +56,7 @@ impl KafkaClient {
 
         let length = self.stream.read_u32().await? as usize;
         if length > RESPONSE_BYTES_MAX {
-            bail!("a {length}-byte response is more than the CLI accepts");
+            bail!("a {length}-byte response is more than this client accepts");
         }
         let mut body = vec![0; length];
         self.stream.read_exact(&mut body).await?;
