@@ -8,6 +8,7 @@ pub mod fetch_session;
 pub mod groups;
 pub mod handlers;
 pub mod kafka_client;
+pub mod leader_hint;
 pub mod peers;
 pub mod producer_snapshot;
 pub mod producer_state;

@@ -99,6 +99,8 @@ pub struct Engine {
     pub(crate) upload_lock: tokio::sync::Mutex<()>,
     /// Set once a WAL write failed: nothing more is acknowledged until a restart recovers.
     pub(crate) failed: Arc<AtomicBool>,
+    /// Signalled when a hand-over ends, handed over or not.
+    pub(crate) handed_over: Notify,
 }
 
 /// An append that has its offsets and is on its way into the WAL.
@@ -164,6 +166,7 @@ impl Engine {
             upload_now: Arc::new(Notify::new()),
             upload_lock: tokio::sync::Mutex::new(()),
             failed: Arc::new(AtomicBool::new(false)),
+            handed_over: Notify::new(),
         });
         let owned: Vec<StreamId> = {
             let image = engine.meta.image().read();

@@ -16,6 +16,8 @@ use crate::stream::Stream;
 const HANDOVER_POLL_MS: u64 = 10;
 /// A limit on waiting for in-flight appends to become durable.
 const DURABLE_WAIT_MS_MAX: u64 = 10_000;
+/// A limit on holding an append while its stream is handed over.
+const HOLD_MS_MAX: u64 = 2_000;
 
 impl Engine {
     /// Hands over whatever the controller moves away from this broker, until `stop` changes.
@@ -37,6 +39,33 @@ impl Engine {
                     "handed over reassigned streams"
                 ),
                 Err(e) => tracing::warn!(error = %e, "hand-over failed; retrying"),
+            }
+        }
+    }
+
+    /// Waits while `stream_id` is being handed over (at most [`HOLD_MS_MAX`]). A produce that
+    /// races a reassignment is then refused once the new leader is in the metadata, so its
+    /// client finds it on its first refresh instead of backing off against this broker again.
+    pub async fn wait_while_closing(&self, stream_id: StreamId) {
+        let deadline = Instant::now() + Duration::from_millis(HOLD_MS_MAX);
+        loop {
+            // Registered before the check, so that an end of hand-over in between is not missed.
+            let ended = self.handed_over.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let closing = self
+                .streams
+                .read()
+                .get(&stream_id)
+                .is_some_and(|s| s.state.lock().closing);
+            if !closing {
+                return;
+            }
+            if tokio::time::timeout_at(deadline.into(), ended)
+                .await
+                .is_err()
+            {
+                return;
             }
         }
     }
@@ -82,6 +111,7 @@ impl Engine {
                 self.remove_stream(stream.id);
             }
         }
+        self.handed_over.notify_waiters();
         result
     }
 

@@ -21,7 +21,7 @@ use crate::groups::OFFSETS_TOPIC;
 use crate::producer_state::Plan;
 use crate::transactions::join::{self, Refused};
 use crate::transactions::TRANSACTION_STATE_TOPIC;
-use crate::{errors, topics, Broker};
+use crate::{errors, leader_hint, topics, Broker};
 
 type PartitionError = (i16, Option<String>);
 
@@ -124,7 +124,9 @@ pub async fn sequence(
             return None;
         }
         metrics::counter!("strata_produce_requests_total").increment(1);
-        Some(ProduceResponse::default().with_responses(responses))
+        let mut response = ProduceResponse::default().with_responses(responses);
+        leader_hint::add_to_produce(&broker, version, &mut response);
+        Some(response)
     }
 }
 
@@ -191,6 +193,11 @@ async fn sequence_partition(
                 Some("the batches of one partition must come from one producer epoch".into()),
             ));
         }
+    }
+    // A produce racing a reassignment waits for its end, then is answered by the new owner.
+    broker.engine.wait_while_closing(target.stream_id).await;
+    if broker.engine.stream(target.stream_id).is_none() {
+        return Err((ResponseError::NotLeaderOrFollower.code(), None));
     }
     let append_time_ms = append_time.then(now_ms);
     let mut producers = None;
