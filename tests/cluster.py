@@ -16,7 +16,7 @@ from conftest import free_port
 
 class Cluster:
     def __init__(self, factory, moto, voters: int = 3, wal: str = "object",
-                 upload_interval_ms: int = 1000, extra=()):
+                 upload_interval_ms: int = 1000, extra=(), racks: dict[int, str] | None = None):
         self.factory = factory
         self.tag = uuid.uuid4().hex[:6]
         self.bucket = moto.create_bucket(f"cluster-{self.tag}")
@@ -25,6 +25,7 @@ class Cluster:
         self.shared = factory.base / f"shared-wal-{self.tag}"
         self.upload_interval_ms = upload_interval_ms
         self.extra = [str(a) for a in extra]
+        self.racks = racks or {}
         ports = {i: free_port() for i in range(1, voters + 1)}
         self.quorum = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ports.items())
         self.nodes = {i: self._node(i) for i in ports}
@@ -36,6 +37,8 @@ class Cluster:
 
     def _node(self, node_id: int, *args):
         wal = ("object" if self.wal == "object" else f"file:{self.shared}/node-{node_id}")
+        if node_id in self.racks:
+            args = (*args, "--rack", self.racks[node_id])
         return self.factory("--node-id", node_id, "--controller-quorum", self.quorum,
                             "--object-store", self.store, "--wal", wal,
                             "--upload-interval-ms", self.upload_interval_ms, *args, *self.extra,

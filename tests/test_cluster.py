@@ -12,6 +12,7 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 import kafka_wire as kw
 from cluster import Cluster, Load
@@ -66,14 +67,18 @@ def cluster(strata_factory, moto_s3):
 
 
 @pytest.mark.timeout(180)
-def test_partitions_are_spread_and_clients_follow_their_leaders(cluster):
-    c = cluster
+def test_partitions_are_spread_and_clients_follow_their_leaders(strata_factory, moto_s3):
+    racks = {1: "rack-a", 2: "rack-b", 3: "rack-a"}
+    c = Cluster(strata_factory, moto_s3, racks=racks)
     topic = unique_topic("spread")
     create_topic(c.nodes[1].bootstrap, topic, partitions=2 * PARTITIONS)
     views = [c.metadata(via=i, topic=topic) for i in (1, 2, 3)]
     assert {v.cluster_id for v in views} == {views[0].cluster_id}, "one cluster id everywhere"
     for v in views:
         assert sorted(v.brokers) == [1, 2, 3]
+    admin = AdminClient({"bootstrap.servers": c.bootstrap})
+    described = admin.describe_cluster().result(15)
+    assert {n.id: n.rack for n in described.nodes} == racks
     leaders = c.leaders(topic, via=1)
     assert all(c.leaders(topic, via=i) == leaders for i in (2, 3)), "every node agrees"
     assert collections.Counter(leaders.values()) == {1: 4, 2: 4, 3: 4}, leaders
