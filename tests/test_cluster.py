@@ -346,7 +346,7 @@ def test_reassignment_under_load_loses_and_duplicates_nothing(cluster):
 
 
 @pytest.mark.timeout(300)
-def test_scale_out_onto_a_new_broker_then_drain_one_and_stop_it(cluster):
+def test_scale_out_onto_a_new_broker_then_drain_one_and_stop_it_then_sigterm_another(cluster):
     c = cluster
     topic = unique_topic("scale")
     create_topic(c.bootstrap, topic, partitions=PARTITIONS * 2)
@@ -374,6 +374,23 @@ def test_scale_out_onto_a_new_broker_then_drain_one_and_stop_it(cluster):
     assert c.nodes[victim].stop() == 0
     before = len(load.acked)
     wait_until(lambda: len(load.acked) > before + 3000, timeout=30, msg="load after the drain")
+
+    # A broker stopped with SIGTERM and no drain hands its partitions over itself before it
+    # exits (controlled shutdown): right after, the metadata already names other leaders,
+    # where a failover would still name it for a session.
+    handed = sorted(p for p, n in c.leaders(topic).items() if n == 4)
+    assert handed
+    stopping = time.monotonic()
+    assert fourth.stop() == 0
+    exited = time.monotonic() - stopping
+    assert 4 not in c.leaders(topic).values()
+    assert "controlled shutdown: every partition handed over" in fourth.log_tail(100)
+    back = await_writable(c.bootstrap, topic, handed, since=stopping)
+    print(f"\ncontrolled shutdown: broker 4 exited {exited:.2f}s after SIGTERM; its partitions "
+          f"{handed} took writes elsewhere {max(back.values()):.2f}s after it")
+    before = len(load.acked)
+    wait_until(lambda: sum(1 for p, _, _ in load.acked[before:] if p in handed) > 300,
+               timeout=30, msg="load on the handed-over partitions")
     load.stop()
     assert not load.errors, f"producer errors: {load.errors[:3]}"
     assert_exactly_once(c, topic, PARTITIONS * 2, load.acked)
@@ -438,7 +455,9 @@ def commit_with_retries(producer: Producer, timeout: float = 60.0) -> None:
                 raise
 
 
-@pytest.mark.timeout(180)
+# method=thread: a client call stuck in librdkafka does not return to Python, so the default
+# signal method could not stop it; this way a hang fails the run instead of stalling it.
+@pytest.mark.timeout(180, method="thread")
 def test_transactions_span_brokers_and_survive_losing_their_coordinator(cluster):
     """A transactional producer writes to partitions led by every broker and commits a group's
     offsets in the same transactions; the coordinator marks the other brokers' partitions
@@ -448,10 +467,17 @@ def test_transactions_span_brokers_and_survive_losing_their_coordinator(cluster)
     topic = unique_topic("txn")
     create_topic(c.bootstrap, topic, partitions=PARTITIONS)
     assert set(c.leaders(topic).values()) == {1, 2, 3}
-    txn_id, group = unique_topic("tid"), unique_topic("txn-group")
+    txn_id = unique_topic("tid")
     producer = Producer({"bootstrap.servers": c.bootstrap, "transactional.id": txn_id,
                          "transaction.timeout.ms": 60_000, **FAST_RECONNECT})
     producer.init_transactions(30)
+    with kw.Conn(c.nodes[1].bootstrap) as conn:
+        coordinator = kw.find_coordinator(conn, txn_id, key_type=1)["node_id"]
+        # A group coordinated elsewhere: librdkafka 2.16's send_offsets_to_transaction hangs
+        # past its timeout when the group's coordinator is a broker that left the metadata
+        # (confluentinc/librdkafka#5511); the group coordinator's own failover is tested above.
+        group = next(g for g in (unique_topic(f"txn-group{i}") for i in range(30))
+                     if kw.find_coordinator(conn, g)["node_id"] not in (coordinator, -1))
     member = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group})
     committed: dict[int, list[bytes]] = {p: [] for p in range(PARTITIONS)}
 
@@ -475,8 +501,6 @@ def test_transactions_span_brokers_and_survive_losing_their_coordinator(cluster)
     for n in range(4):
         transaction(n, "commit" if n % 2 == 0 else "abort")
 
-    with kw.Conn(c.nodes[1].bootstrap) as conn:
-        coordinator = kw.find_coordinator(conn, txn_id, key_type=1)["node_id"]
     transaction(4, "commit", before_end=lambda: c.nodes[coordinator].kill())
     transaction(5, "commit")
     producer.flush(10)

@@ -52,10 +52,14 @@ impl Peers {
             pool.pop()
         };
         let exchange = async {
-            let mut client = match reused {
-                Some((_, client)) => client,
-                None => KafkaClient::connect(&addr, CLIENT_ID).await?,
-            };
+            // An idle connection may have been closed by a peer that restarted since: one
+            // that fails is replaced by a new one once.
+            if let Some((_, mut client)) = reused {
+                if let Ok(response) = client.send(version, body).await {
+                    return anyhow::Ok((client, response));
+                }
+            }
+            let mut client = KafkaClient::connect(&addr, CLIENT_ID).await?;
             let response = client.send(version, body).await?;
             anyhow::Ok((client, response))
         };

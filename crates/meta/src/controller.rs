@@ -33,6 +33,12 @@ pub enum Command {
         incarnation: u64,
         wal: Option<String>,
     },
+    /// The broker is stopping and hands its partitions over first (controlled shutdown).
+    ShutDownBroker {
+        node_id: NodeId,
+        /// The incarnation that is stopping: a newer one is not marked for it.
+        incarnation: u64,
+    },
     /// The broker's lease ran out: fence it and hand its streams to a rescuer.
     FenceBroker {
         node_id: NodeId,
@@ -264,6 +270,15 @@ pub fn decide(
             incarnation,
         } => Ok(match image.brokers.get(node_id) {
             Some(b) if b.incarnation == *incarnation => crate::failover::fence(image, *node_id),
+            _ => Vec::new(),
+        }),
+        Command::ShutDownBroker {
+            node_id,
+            incarnation,
+        } => Ok(match image.brokers.get(node_id) {
+            Some(b) if b.incarnation == *incarnation && b.may_lead() => {
+                crate::reassignment::shut_down(image, *node_id)
+            }
             _ => Vec::new(),
         }),
         Command::ReassignPartition {

@@ -30,7 +30,7 @@ pub fn fence(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
         image
             .brokers
             .values()
-            .filter(|b| !b.fenced && b.node_id != node_id)
+            .filter(|b| b.may_lead() && b.node_id != node_id)
             .map(|b| (b.node_id, b.rack.clone())),
     );
     let start = node_id.unsigned_abs() as usize;

@@ -37,6 +37,17 @@ pub struct BrokerImage {
     /// May not lead partitions or write (its lease ran out, DESIGN.md §4).
     #[serde(default)]
     pub fenced: bool,
+    /// Stopping (a controlled shutdown): it still serves what it leads, but is given nothing
+    /// new: no new partitions, moves or rescues.
+    #[serde(default)]
+    pub shutting_down: bool,
+}
+
+impl BrokerImage {
+    /// May be given partitions to lead: new ones, moved ones, rescued ones.
+    pub fn may_lead(&self) -> bool {
+        !self.fenced && !self.shutting_down
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,12 +134,18 @@ impl MetadataImage {
                         incarnation: *incarnation,
                         wal: wal.clone(),
                         fenced: false,
+                        shutting_down: false,
                     },
                 );
             }
             MetadataRecord::BrokerFenced { node_id, .. } => {
                 if let Some(broker) = self.brokers.get_mut(node_id) {
                     broker.fenced = true;
+                }
+            }
+            MetadataRecord::BrokerShuttingDown { node_id } => {
+                if let Some(broker) = self.brokers.get_mut(node_id) {
+                    broker.shutting_down = true;
                 }
             }
             MetadataRecord::Topic {

@@ -40,7 +40,7 @@ pub fn leaders(image: &MetadataImage, topic_id: Uuid, from: i32, to: i32) -> Opt
         image
             .brokers
             .values()
-            .filter(|b| !b.fenced)
+            .filter(|b| b.may_lead())
             .map(|b| (b.node_id, b.rack.clone())),
     );
     if order.is_empty() {

@@ -7,6 +7,8 @@
 //! 2. Only the owner hands a stream over, after committing everything it appended; the target
 //!    then opens it at the next epoch from the committed end.
 
+use std::collections::BTreeMap;
+
 use crate::controller::ControllerError;
 use crate::image::MetadataImage;
 use crate::records::{MetadataRecord, NodeId, StreamId};
@@ -38,10 +40,10 @@ pub fn reassign(
         }]);
     };
     match image.brokers.get(&target) {
-        Some(b) if !b.fenced => {}
+        Some(b) if b.may_lead() => {}
         _ => {
             return Err(ControllerError::InvalidReplicaAssignment(format!(
-                "broker {target} is not a live broker"
+                "broker {target} is not a live broker (or is shutting down)"
             )))
         }
     }
@@ -83,8 +85,8 @@ pub fn hand_over(
         let Some(target) = stream.moving_to else {
             continue; // cancelled meanwhile: the owner keeps it
         };
-        if image.brokers.get(&target).is_none_or(|b| b.fenced) {
-            continue; // the target died meanwhile (its fence cancels the move)
+        if image.brokers.get(&target).is_none_or(|b| !b.may_lead()) {
+            continue; // the target died or is stopping (which cancels the move)
         }
         if stream.owner != owner {
             return Err(ControllerError::InvalidRequest(format!(
@@ -100,6 +102,60 @@ pub fn hand_over(
         });
     }
     Ok(records)
+}
+
+/// Marks `node` as stopping; moves onto it are cancelled (their sources keep the partitions).
+pub fn shut_down(image: &MetadataImage, node: NodeId) -> Vec<MetadataRecord> {
+    let moving_here: Vec<StreamId> = image
+        .streams
+        .values()
+        .filter(|s| s.moving_to == Some(node) && s.owner != node)
+        .map(|s| s.stream_id)
+        .collect();
+    let mut records = vec![MetadataRecord::BrokerShuttingDown { node_id: node }];
+    if !moving_here.is_empty() {
+        records.push(MetadataRecord::StreamsMoving {
+            streams: moving_here,
+            target: None,
+        });
+    }
+    records
+}
+
+/// Where each partition `node` leads should go so that it leads none (a drain, or a
+/// controlled shutdown): to the live broker that leads the fewest partitions so far, ties to
+/// the lowest id. Empty when `node` leads nothing or no other broker may lead.
+pub fn drain(image: &MetadataImage, node: NodeId) -> Vec<(String, i32, NodeId)> {
+    let mut load: BTreeMap<NodeId, usize> = image
+        .brokers
+        .values()
+        .filter(|b| b.may_lead() && b.node_id != node)
+        .map(|b| (b.node_id, 0))
+        .collect();
+    if load.is_empty() {
+        return Vec::new();
+    }
+    let partitions = || {
+        image
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.values().map(move |p| (t, p)))
+    };
+    for (_, p) in partitions() {
+        if let Some(n) = load.get_mut(&p.leader) {
+            *n += 1;
+        }
+    }
+    let mut moves = Vec::new();
+    for (topic, p) in partitions().filter(|(_, p)| p.leader == node) {
+        let (&target, n) = load
+            .iter_mut()
+            .min_by_key(|(id, n)| (**n, **id))
+            .expect("another live broker");
+        *n += 1;
+        moves.push((topic.name.clone(), p.partition, target));
+    }
+    moves
 }
 
 #[cfg(test)]
@@ -268,5 +324,160 @@ mod tests {
         )
         .unwrap()
         .is_empty());
+    }
+
+    #[test]
+    fn a_drain_spreads_a_brokers_partitions_over_the_others() {
+        let mut image = MetadataImage::default();
+        for node_id in 1..=3 {
+            apply(
+                &mut image,
+                Command::RegisterBroker {
+                    node_id,
+                    host: "h".into(),
+                    port: 9092,
+                    rack: None,
+                    incarnation: 1,
+                    wal: None,
+                },
+            );
+        }
+        apply(
+            &mut image,
+            Command::CreateTopic {
+                topic_id: Uuid::from_u128(0),
+                name: "t".into(),
+                partitions: 12,
+                configs: BTreeMap::new(),
+            },
+        );
+        let moves = drain(&image, 2);
+        assert_eq!(moves.len(), 4, "node 2 leads a third of 12");
+        for (topic, partition, target) in &moves {
+            assert_eq!(image.partition(topic, *partition).unwrap().leader, 2);
+            apply(
+                &mut image,
+                Command::ReassignPartition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    target: Some(*target),
+                },
+            );
+        }
+        let streams: Vec<StreamId> = image.streams.keys().copied().collect();
+        apply(&mut image, Command::HandOver { owner: 2, streams });
+        let led = |node| {
+            (0..12)
+                .filter(|p| image.partition("t", *p).unwrap().leader == node)
+                .count()
+        };
+        assert_eq!((led(1), led(2), led(3)), (6, 0, 6));
+        assert!(drain(&image, 2).is_empty());
+        // With no other live broker there is nowhere to go.
+        let mut alone = MetadataImage::default();
+        apply(
+            &mut alone,
+            Command::RegisterBroker {
+                node_id: 1,
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+                incarnation: 1,
+                wal: None,
+            },
+        );
+        apply(
+            &mut alone,
+            Command::CreateTopic {
+                topic_id: Uuid::from_u128(1),
+                name: "t".into(),
+                partitions: 2,
+                configs: BTreeMap::new(),
+            },
+        );
+        assert!(drain(&alone, 1).is_empty());
+    }
+
+    #[test]
+    fn a_broker_shutting_down_is_given_nothing_new() {
+        let mut image = MetadataImage::default();
+        for node_id in 1..=3 {
+            apply(
+                &mut image,
+                Command::RegisterBroker {
+                    node_id,
+                    host: "h".into(),
+                    port: 9092,
+                    rack: None,
+                    incarnation: 1,
+                    wal: None,
+                },
+            );
+        }
+        apply(
+            &mut image,
+            Command::CreateTopic {
+                topic_id: Uuid::from_u128(0),
+                name: "t".into(),
+                partitions: 3,
+                configs: BTreeMap::new(),
+            },
+        );
+        let p = (0..3)
+            .find(|p| image.partition("t", *p).unwrap().leader == 1)
+            .unwrap();
+        let move_to = |target| Command::ReassignPartition {
+            topic: "t".into(),
+            partition: p,
+            target: Some(target),
+        };
+        apply(&mut image, move_to(3));
+        // A stale incarnation is not marked; the current one is, and the move onto it ends.
+        let stale = Command::ShutDownBroker {
+            node_id: 3,
+            incarnation: 0,
+        };
+        assert!(decide(&image, &stale).unwrap().is_empty());
+        apply(
+            &mut image,
+            Command::ShutDownBroker {
+                node_id: 3,
+                incarnation: 1,
+            },
+        );
+        assert!(image.brokers[&3].shutting_down);
+        let data = image.partition("t", p).unwrap().stream_id;
+        assert_eq!(image.streams[&data].moving_to, None);
+        assert!(matches!(
+            decide(&image, &move_to(3)),
+            Err(ControllerError::InvalidReplicaAssignment(_))
+        ));
+        assert!(drain(&image, 1).iter().all(|(_, _, target)| *target == 2));
+        apply(
+            &mut image,
+            Command::CreateTopic {
+                topic_id: Uuid::from_u128(1),
+                name: "u".into(),
+                partitions: 4,
+                configs: BTreeMap::new(),
+            },
+        );
+        let leaders: Vec<NodeId> = (0..4)
+            .map(|p| image.partition("u", p).unwrap().leader)
+            .collect();
+        assert!(!leaders.contains(&3), "{leaders:?}");
+        // Registering again (a new incarnation) makes it a broker like any other.
+        apply(
+            &mut image,
+            Command::RegisterBroker {
+                node_id: 3,
+                host: "h".into(),
+                port: 9092,
+                rack: None,
+                incarnation: 2,
+                wal: None,
+            },
+        );
+        assert!(image.brokers[&3].may_lead());
     }
 }

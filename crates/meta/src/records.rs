@@ -62,6 +62,11 @@ pub enum MetadataRecord {
         node_id: NodeId,
         rescuer: Option<NodeId>,
     },
+    /// The broker is stopping (a controlled shutdown): it is given nothing new to lead until
+    /// it registers again.
+    BrokerShuttingDown {
+        node_id: NodeId,
+    },
     Topic {
         topic_id: Uuid,
         name: String,

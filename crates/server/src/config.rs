@@ -89,6 +89,10 @@ pub struct Settings {
     /// margin) is fenced and its partitions fail over (cluster mode). Default 2000.
     #[arg(long, env = "STRATA_BROKER_SESSION_TIMEOUT_MS")]
     pub broker_session_timeout_ms: Option<u64>,
+    /// Kafka's controlled.shutdown.enable: on SIGTERM a broker in a cluster hands every
+    /// partition it leads to the others before it stops. Default true.
+    #[arg(long, env = "STRATA_CONTROLLED_SHUTDOWN_ENABLE")]
+    pub controlled_shutdown_enable: Option<bool>,
     /// Kafka's auto.create.topics.enable. Default true.
     #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -198,6 +202,8 @@ pub struct ClusterConfig {
     /// Voter node id -> controller address.
     pub quorum: BTreeMap<u64, String>,
     pub liveness: LivenessConfig,
+    /// Hand partitions over before stopping (`controlled.shutdown.enable`).
+    pub controlled_shutdown: bool,
 }
 
 /// The resolved configuration.
@@ -284,7 +290,14 @@ impl Config {
             cli.controller_listen.or(file.controller_listen),
             cli.controller_quorum.or(file.controller_quorum).as_deref(),
         )?
-        .map(|c| ClusterConfig { liveness, ..c });
+        .map(|c| ClusterConfig {
+            liveness,
+            controlled_shutdown: cli
+                .controlled_shutdown_enable
+                .or(file.controlled_shutdown_enable)
+                .unwrap_or(true),
+            ..c
+        });
         let config = Config {
             advertise: cli
                 .advertise
@@ -489,6 +502,7 @@ fn cluster(
             heartbeat_interval_ms: 250,
             session_timeout_ms: 2_000,
         },
+        controlled_shutdown: true,
     }))
 }
 

@@ -5,6 +5,7 @@ mod alloc;
 mod cli;
 mod config;
 mod connection;
+mod controlled_shutdown;
 mod listener;
 mod node;
 mod store;

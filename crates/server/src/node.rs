@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, WalKind};
-use crate::{admin, listener, store};
+use crate::{admin, controlled_shutdown, listener, store};
 
 pub async fn run(
     config: Config,
@@ -177,7 +177,7 @@ pub async fn run(
     tracing::info!(listen = %config.listen, advertise = %config.advertise, admin = %config.admin_listen,
         data_dir = %config.data_dir.display(), "strata is serving");
     let kafka = tokio::spawn(listener::run(
-        broker,
+        broker.clone(),
         kafka_listener,
         config.max_connections,
         config.max_frame_bytes,
@@ -197,6 +197,12 @@ pub async fn run(
     if fenced {
         // Its partitions are someone else's now; it can rejoin only as a new incarnation.
         tracing::error!("the controller fenced this broker; stopping (restart it to rejoin)");
+    } else if config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.controlled_shutdown)
+    {
+        controlled_shutdown::run(&broker.meta, config.node_id, incarnation).await;
     }
     tracing::info!("shutting down: no new connections, finishing in-flight requests");
     let _ = close.send(true);

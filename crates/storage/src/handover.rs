@@ -47,18 +47,23 @@ impl Engine {
     /// races a reassignment is then refused once the new leader is in the metadata, so its
     /// client finds it on its first refresh instead of backing off against this broker again.
     pub async fn wait_while_closing(&self, stream_id: StreamId) {
+        let closing = || {
+            self.streams
+                .read()
+                .get(&stream_id)
+                .is_some_and(|s| s.state.lock().closing)
+        };
+        // The common case, no hand-over, touches nothing shared.
+        if !closing() {
+            return;
+        }
         let deadline = Instant::now() + Duration::from_millis(HOLD_MS_MAX);
         loop {
             // Registered before the check, so that an end of hand-over in between is not missed.
             let ended = self.handed_over.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
-            let closing = self
-                .streams
-                .read()
-                .get(&stream_id)
-                .is_some_and(|s| s.state.lock().closing);
-            if !closing {
+            if !closing() {
                 return;
             }
             if tokio::time::timeout_at(deadline.into(), ended)

@@ -2,6 +2,7 @@
 //! producers' transactions on partitions it leads (a coordinator marks its own partitions
 //! directly).
 
+use futures::future::join_all;
 use kafka_protocol::messages::write_txn_markers_response::{
     WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
 };
@@ -11,23 +12,33 @@ use crate::transactions::markers;
 use crate::Broker;
 
 pub async fn handle(broker: &Broker, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    // Every partition at once: each waits for its marker to be durable, and they share the
+    // WAL's group commits (one after another, a large transaction would take a window each).
+    let marks = req.markers.iter().flat_map(|m| {
+        m.topics.iter().flat_map(move |t| {
+            t.partition_indexes.iter().map(move |&p| async move {
+                let (pid, epoch) = (m.producer_id.0, m.producer_epoch);
+                markers::mark(broker, &t.name, p, pid, epoch, m.transaction_result)
+                    .await
+                    .err()
+                    .unwrap_or(0)
+            })
+        })
+    });
+    let mut codes = join_all(marks).await.into_iter();
     let mut out = Vec::with_capacity(req.markers.len());
     for m in &req.markers {
         let mut topics_out = Vec::with_capacity(m.topics.len());
         for t in &m.topics {
-            let mut partitions = Vec::with_capacity(t.partition_indexes.len());
-            for &p in &t.partition_indexes {
-                let (pid, epoch) = (m.producer_id.0, m.producer_epoch);
-                let code = markers::mark(broker, &t.name, p, pid, epoch, m.transaction_result)
-                    .await
-                    .err()
-                    .unwrap_or(0);
-                partitions.push(
+            let partitions = t
+                .partition_indexes
+                .iter()
+                .map(|&p| {
                     WritableTxnMarkerPartitionResult::default()
                         .with_partition_index(p)
-                        .with_error_code(code),
-                );
-            }
+                        .with_error_code(codes.next().expect("one code per partition"))
+                })
+                .collect();
             topics_out.push(
                 WritableTxnMarkerTopicResult::default()
                     .with_name(t.name.clone())
