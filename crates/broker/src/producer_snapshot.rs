@@ -101,7 +101,7 @@ mod tests {
         state.record(&header(7, 0, 2), 2);
         state.record(&header(8, 0x10, 0), 4);
         state.record(&header(9, 0x10, 0), 6);
-        state.record_marker(9, 3, false, 8, 6);
+        state.record_marker(9, 3, 0, false, 8, 6);
         let batch = batch(encode_value(&state, 9), 41, 2, 1_000);
         let (offset, back) = decode(&batch).unwrap();
         assert_eq!(offset, 9);

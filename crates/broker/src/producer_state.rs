@@ -45,6 +45,14 @@ struct Producer {
     /// sequence 0.
     #[serde(default)]
     sequence_reset: bool,
+    /// The newest epoch of a transaction coordinator that wrote one of its markers here: a
+    /// coordinator with an older one has been replaced and may write no more.
+    #[serde(default = "no_coordinator")]
+    coordinator_epoch: i32,
+}
+
+fn no_coordinator() -> i32 {
+    -1
 }
 
 impl Producer {
@@ -55,6 +63,7 @@ impl Producer {
             txn_first_offset: None,
             last_ms: i64::MIN,
             sequence_reset: false,
+            coordinator_epoch: no_coordinator(),
         }
     }
 }
@@ -259,9 +268,18 @@ impl ProducerStates {
             .is_some_and(|p| p.epoch == epoch && p.txn_first_offset.is_some())
     }
 
-    /// A marker may be written for `producer_id` at `epoch` unless a newer epoch was seen.
-    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ResponseError> {
+    /// A marker may be written for `producer_id` at `epoch` by a coordinator at
+    /// `coordinator_epoch` unless a newer producer epoch, or a newer coordinator, was seen.
+    pub fn check_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+    ) -> Result<(), ResponseError> {
         match self.producers.get(&producer_id) {
+            Some(p) if coordinator_epoch < p.coordinator_epoch => {
+                Err(ResponseError::TransactionCoordinatorFenced)
+            }
             Some(p) if epoch < p.epoch => Err(ResponseError::InvalidProducerEpoch),
             _ => Ok(()),
         }
@@ -273,6 +291,7 @@ impl ProducerStates {
         &mut self,
         producer_id: i64,
         epoch: i16,
+        coordinator_epoch: i32,
         commit: bool,
         offset: i64,
         timestamp_ms: i64,
@@ -281,6 +300,7 @@ impl ProducerStates {
             .producers
             .entry(producer_id)
             .or_insert_with(|| Producer::new(epoch));
+        p.coordinator_epoch = p.coordinator_epoch.max(coordinator_epoch);
         if epoch > p.epoch {
             p.epoch = epoch;
             p.batches.clear();
@@ -536,9 +556,9 @@ mod tests {
             ResponseError::InvalidTxnState,
             "one request mixing a transactional and a plain batch"
         );
-        s.record_marker(1, 0, false, 6, 0);
+        s.record_marker(1, 0, 0, false, 6, 0);
         assert_eq!(s.last_stable_offset(7), 4);
-        s.record_marker(2, 0, true, 7, 0);
+        s.record_marker(2, 0, 0, true, 7, 0);
         assert_eq!(s.last_stable_offset(8), 8);
         assert!(!s.in_transaction(1, 0));
         let aborted = AbortedTxn {
@@ -551,11 +571,18 @@ mod tests {
         assert!(s.aborted_between(7, 8).is_empty());
         assert!(s.aborted_between(0, 2).is_empty());
         // A marker with a newer epoch fences the older one.
-        s.record_marker(2, 1, false, 8, 0);
+        s.record_marker(2, 1, 0, false, 8, 0);
         assert_eq!(
-            s.check_marker(2, 0),
+            s.check_marker(2, 0, 0),
             Err(ResponseError::InvalidProducerEpoch)
         );
+        // A marker from a newer coordinator fences the older coordinator.
+        s.record_marker(2, 1, 4, false, 9, 0);
+        assert_eq!(
+            s.check_marker(2, 1, 3),
+            Err(ResponseError::TransactionCoordinatorFenced)
+        );
+        assert_eq!(s.check_marker(2, 1, 4), Ok(()));
         assert_eq!(
             code(s.check(&txn_batch(2, 0, 1, 1))),
             ResponseError::InvalidProducerEpoch
@@ -570,7 +597,7 @@ mod tests {
         // KIP-890 transactions version 2: the marker carries the epoch after the producer's.
         let mut s = ProducerStates::default();
         append(&mut s, &txn_batch(1, 4, 0, 3), 0);
-        s.record_marker(1, 5, true, 3, 0);
+        s.record_marker(1, 5, 0, true, 3, 0);
         assert!(!s.in_transaction(1, 5));
         assert_eq!(
             code(s.check(&txn_batch(1, 4, 3, 1))),
@@ -587,7 +614,7 @@ mod tests {
         assert_eq!(s.last_stable_offset(6), 4);
         // A producer known only by a marker (its batches are gone) may go on at any sequence,
         // the same whether the state was built live or replayed.
-        s.record_marker(2, 3, true, 6, 0);
+        s.record_marker(2, 3, 0, true, 6, 0);
         assert_eq!(s.check(&txn_batch(2, 3, 17, 1)), Ok(Verdict::Append));
     }
 

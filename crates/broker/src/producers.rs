@@ -271,10 +271,11 @@ async fn load(
         for chunk in &read.batches {
             for (h, range) in stored_batches(chunk) {
                 if h.is_control() {
-                    if let Some(commit) = marker_outcome(&chunk[range]) {
+                    if let Some((commit, coordinator_epoch)) = marker_outcome(&chunk[range]) {
                         states.record_marker(
                             h.producer_id,
                             h.producer_epoch,
+                            coordinator_epoch,
                             commit,
                             h.base_offset,
                             h.max_timestamp,

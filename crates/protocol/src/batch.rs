@@ -276,9 +276,10 @@ pub fn encode_uncompressed(records: &[Record]) -> Bytes {
 const CONTROL_ABORT: i16 = 0;
 const CONTROL_COMMIT: i16 = 1;
 
-/// The outcome a stored control batch marks: `Some(true)` commit, `Some(false)` abort, `None`
-/// for other control records or an unreadable one. Control batches are never compressed.
-pub fn marker_outcome(batch: &[u8]) -> Option<bool> {
+/// The outcome a stored control batch marks, commit (true) or abort (false), with the epoch of
+/// the coordinator that wrote it; `None` for other control records or an unreadable one.
+/// Control batches are never compressed.
+pub fn marker_outcome(batch: &[u8]) -> Option<(bool, i32)> {
     let mut at = HEADER_BYTES;
     let _length = varint(batch, &mut at)?;
     at += 1; // record attributes
@@ -289,11 +290,19 @@ pub fn marker_outcome(batch: &[u8]) -> Option<bool> {
         return None;
     }
     let key = batch.get(at..at + 4)?;
-    match i16::from_be_bytes([key[2], key[3]]) {
-        CONTROL_COMMIT => Some(true),
-        CONTROL_ABORT => Some(false),
-        _ => None,
-    }
+    let commit = match i16::from_be_bytes([key[2], key[3]]) {
+        CONTROL_COMMIT => true,
+        CONTROL_ABORT => false,
+        _ => return None,
+    };
+    at += key_len as usize;
+    // The value: version (i16) and the coordinator epoch (i32); -1 when it is missing.
+    let value_len = varint(batch, &mut at)?;
+    let coordinator_epoch = match batch.get(at + 2..at + 6) {
+        Some(e) if value_len >= 6 => i32::from_be_bytes([e[0], e[1], e[2], e[3]]),
+        _ => -1,
+    };
+    Some((commit, coordinator_epoch))
 }
 
 /// A zigzag varint (Kafka's record fields), at most 10 bytes.
@@ -426,7 +435,7 @@ mod tests {
                 (h.producer_id, h.producer_epoch, h.record_count),
                 (42, 3, 1)
             );
-            assert_eq!(marker_outcome(bytes), Some(commit));
+            assert_eq!(marker_outcome(bytes), Some((commit, 7)));
         }
         assert_eq!(marker_outcome(&batch(1)), None, "not a control record key");
     }

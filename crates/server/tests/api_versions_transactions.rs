@@ -506,17 +506,27 @@ async fn write_txn_markers_and_bad_transactional_input() {
     );
 
     for v in c.versions(ApiKey::WriteTxnMarkers).await {
-        let marker = |topic: &str, pid: i64, epoch: i16| {
+        let marker_from = |coordinator_epoch: i32, topic: &str, pid: i64, epoch: i16| {
             WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
                 .with_producer_id(pid.into())
                 .with_producer_epoch(epoch)
                 .with_transaction_result(false)
-                .with_coordinator_epoch(0)
+                .with_coordinator_epoch(coordinator_epoch)
                 .with_topics(vec![WritableTxnMarkerTopic::default()
                     .with_name(topic_name(topic))
                     .with_partition_indexes(vec![0])])])
         };
+        let marker = |topic: &str, pid: i64, epoch: i16| marker_from(0, topic, pid, epoch);
         let code = |r: &WriteTxnMarkersResponse| r.markers[0].topics[0].partitions[0].error_code;
+        // Once a newer coordinator marked a producer here, an older one is fenced.
+        let pid = 515_150 + i64::from(v);
+        assert_eq!(code(&c.send(v, &marker_from(4, "bad", pid, 1)).await), 0);
+        assert_eq!(
+            code(&c.send(v, &marker_from(3, "bad", pid, 1)).await),
+            err(ResponseError::TransactionCoordinatorFenced),
+            "v{v}: an older coordinator"
+        );
+        assert_eq!(code(&c.send(v, &marker_from(4, "bad", pid, 1)).await), 0);
         // A producer the partition never saw: Kafka writes the marker.
         assert_eq!(
             code(&c.send(v, &marker("bad", 424_242, 3)).await),

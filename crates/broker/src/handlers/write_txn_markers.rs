@@ -18,7 +18,8 @@ pub async fn handle(broker: &Broker, req: WriteTxnMarkersRequest) -> WriteTxnMar
         m.topics.iter().flat_map(move |t| {
             t.partition_indexes.iter().map(move |&p| async move {
                 let (pid, epoch) = (m.producer_id.0, m.producer_epoch);
-                markers::mark(broker, &t.name, p, pid, epoch, m.transaction_result)
+                let (coordinator_epoch, commit) = (m.coordinator_epoch, m.transaction_result);
+                markers::mark(broker, &t.name, p, pid, epoch, coordinator_epoch, commit)
                     .await
                     .err()
                     .unwrap_or(0)

@@ -28,8 +28,6 @@ const RETRY_BACKOFF_MS: u64 = 100;
 const ATTEMPTS_MAX: u32 = 300;
 /// The WriteTxnMarkers version sent to other brokers (every version Strata serves has it).
 const PEER_MARKERS_VERSION: i16 = 1;
-/// The coordinator epoch markers carry; one coordinator per partition on a single node.
-pub const COORDINATOR_EPOCH: i32 = 0;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -38,13 +36,15 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Appends a marker for `producer_id` at `epoch` to a partition's stream and records it in the
-/// partition's producer state; resolves once it is durable. Returns its offset.
+/// Appends a marker for `producer_id` at `epoch`, written by the coordinator at
+/// `coordinator_epoch`, to a partition's stream and records it in the partition's producer
+/// state; resolves once it is durable. Returns its offset.
 pub async fn write_marker(
     broker: &Broker,
     stream_id: StreamId,
     producer_id: i64,
     epoch: i16,
+    coordinator_epoch: i32,
     commit: bool,
 ) -> Result<i64, i16> {
     broker
@@ -60,10 +60,10 @@ pub async fn write_marker(
             .map_err(|e| errors::storage(&e))?;
         let states = guard.as_mut().expect("loaded by lock");
         states
-            .check_marker(producer_id, epoch)
+            .check_marker(producer_id, epoch, coordinator_epoch)
             .map_err(|e| e.code())?;
         let now = now_ms();
-        let batch = marker_batch(producer_id, epoch, commit, COORDINATOR_EPOCH, now);
+        let batch = marker_batch(producer_id, epoch, commit, coordinator_epoch, now);
         let appended = broker
             .engine
             .sequence(stream_id, 1, now, |base, leader_epoch| {
@@ -72,7 +72,14 @@ pub async fn write_marker(
                 copy.freeze()
             })
             .map_err(|e| errors::storage(&e))?;
-        states.record_marker(producer_id, epoch, commit, appended.base_offset(), now);
+        states.record_marker(
+            producer_id,
+            epoch,
+            coordinator_epoch,
+            commit,
+            appended.base_offset(),
+            now,
+        );
         appended
     };
     appended.durable().await.map_err(|e| errors::storage(&e))
@@ -85,15 +92,23 @@ pub async fn write_marker(
 /// partition may have moved), for as long as this broker still coordinates the transaction.
 pub async fn complete(broker: &Broker, job: MarkerJob) -> Result<(), i16> {
     let mut pending = job.partitions.clone();
+    // Markers carry the leader epoch of the coordinator's partition: once it has moved, a
+    // leader that saw the new coordinator's markers refuses this one's (a late retry could
+    // otherwise end the producer's next transaction).
+    let coordinator_epoch = coordinator_epoch(broker, &job.transactional_id).await?;
+    let fenced = ResponseError::TransactionCoordinatorFenced.code();
     for attempt in 1..=ATTEMPTS_MAX {
         // A coordinator that has moved away stops: the new one writes the markers again.
         broker.txns.shard_for(broker, &job.transactional_id).await?;
-        let failed = write_round(broker, &job, &pending).await;
+        let failed = write_round(broker, &job, coordinator_epoch, &pending).await;
         let Some((_, code)) = failed.first() else {
             break;
         };
         if attempt == ATTEMPTS_MAX {
             return Err(*code);
+        }
+        if failed.iter().any(|(_, code)| *code == fenced) {
+            return Err(fenced);
         }
         if attempt == 1 {
             for ((topic, partition), code) in &failed {
@@ -117,8 +132,25 @@ pub async fn complete(broker: &Broker, job: MarkerJob) -> Result<(), i16> {
 
 type Failed = Vec<((String, i32), i16)>;
 
+/// The leader epoch of the `__transaction_state` partition that holds `transactional_id`.
+async fn coordinator_epoch(broker: &Broker, transactional_id: &str) -> Result<i32, i16> {
+    let partition = broker.txns.partition_of(broker, transactional_id).await?;
+    broker
+        .meta
+        .image()
+        .read()
+        .partition(super::TRANSACTION_STATE_TOPIC, partition)
+        .map(|p| p.leader_epoch)
+        .ok_or(ResponseError::CoordinatorNotAvailable.code())
+}
+
 /// Marks each of `partitions` once; returns those that failed, with their error codes.
-async fn write_round(broker: &Broker, job: &MarkerJob, partitions: &[(String, i32)]) -> Failed {
+async fn write_round(
+    broker: &Broker,
+    job: &MarkerJob,
+    coordinator_epoch: i32,
+    partitions: &[(String, i32)],
+) -> Failed {
     let mut local = Vec::new();
     let mut remote: BTreeMap<NodeId, Vec<(String, i32)>> = BTreeMap::new();
     {
@@ -138,13 +170,15 @@ async fn write_round(broker: &Broker, job: &MarkerJob, partitions: &[(String, i3
         }
     }
     let local = join_all(local.into_iter().map(|(topic, partition)| async move {
-        let code = write_one(broker, job, &topic, partition).await.err();
+        let code = write_one(broker, job, coordinator_epoch, &topic, partition)
+            .await
+            .err();
         code.map(|code| ((topic, partition), code))
     }));
     let remote = join_all(
         remote
             .into_iter()
-            .map(|(node, partitions)| send(broker, job, node, partitions)),
+            .map(|(node, partitions)| send(broker, job, coordinator_epoch, node, partitions)),
     );
     let (local, remote) = futures::join!(local, remote);
     local
@@ -158,6 +192,7 @@ async fn write_round(broker: &Broker, job: &MarkerJob, partitions: &[(String, i3
 async fn send(
     broker: &Broker,
     job: &MarkerJob,
+    coordinator_epoch: i32,
     node: NodeId,
     partitions: Vec<(String, i32)>,
 ) -> Failed {
@@ -177,7 +212,7 @@ async fn send(
             .with_producer_id(ProducerId(job.producer_id))
             .with_producer_epoch(job.producer_epoch)
             .with_transaction_result(job.commit)
-            .with_coordinator_epoch(COORDINATOR_EPOCH)
+            .with_coordinator_epoch(coordinator_epoch)
             .with_topics(topics)]);
     let response = match broker
         .peers
@@ -218,11 +253,22 @@ async fn send(
 async fn write_one(
     broker: &Broker,
     job: &MarkerJob,
+    coordinator_epoch: i32,
     topic: &str,
     partition: i32,
 ) -> Result<(), i16> {
     let (pid, epoch, commit) = (job.producer_id, job.producer_epoch, job.commit);
-    match mark(broker, topic, partition, pid, epoch, commit).await {
+    match mark(
+        broker,
+        topic,
+        partition,
+        pid,
+        epoch,
+        coordinator_epoch,
+        commit,
+    )
+    .await
+    {
         Ok(()) => Ok(()),
         // Deleted since it joined the transaction: nothing left to mark, as in Kafka.
         Err(code) if code == ResponseError::UnknownTopicOrPartition.code() => Ok(()),
@@ -241,6 +287,7 @@ pub async fn mark(
     partition: i32,
     pid: i64,
     epoch: i16,
+    coordinator_epoch: i32,
     commit: bool,
 ) -> Result<(), i16> {
     if topic == OFFSETS_TOPIC {
@@ -250,7 +297,7 @@ pub async fn mark(
             .await;
     }
     let stream_id = topics::partition(&broker.meta.image().read(), topic, partition)?.stream_id;
-    write_marker(broker, stream_id, pid, epoch, commit)
+    write_marker(broker, stream_id, pid, epoch, coordinator_epoch, commit)
         .await
         .map(|_| ())
 }
