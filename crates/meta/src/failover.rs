@@ -41,19 +41,7 @@ pub fn fence(image: &MetadataImage, node_id: NodeId) -> Vec<MetadataRecord> {
     if live.is_empty() {
         return records;
     }
-    // Moves onto the fenced broker are cancelled: their sources keep the partitions.
-    let moving_here: Vec<StreamId> = image
-        .streams
-        .values()
-        .filter(|s| s.moving_to == Some(node_id) && s.owner != node_id)
-        .map(|s| s.stream_id)
-        .collect();
-    if !moving_here.is_empty() {
-        records.push(MetadataRecord::StreamsMoving {
-            streams: moving_here,
-            target: None,
-        });
-    }
+    records.extend(crate::reassignment::cancel_moves_onto(image, node_id));
     let owned = |id: &StreamId| image.streams.get(id).filter(|s| s.owner == node_id);
     let mut moved = 0;
     for topic in image.topics.values() {
@@ -151,40 +139,10 @@ mod tests {
 
     use super::*;
     use crate::controller::{decide, Command};
-
-    fn apply(image: &mut MetadataImage, command: Command) -> Vec<MetadataRecord> {
-        let records = decide(image, &command).unwrap();
-        for r in &records {
-            image.apply(r);
-        }
-        records
-    }
+    use crate::test_support::{self, apply};
 
     fn cluster() -> MetadataImage {
-        let mut image = MetadataImage::default();
-        for node_id in 1..=3 {
-            apply(
-                &mut image,
-                Command::RegisterBroker {
-                    node_id,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                    incarnation: 1,
-                    wal: Some(format!("object:wal/node-{node_id}")),
-                },
-            );
-        }
-        apply(
-            &mut image,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(0),
-                name: "t".into(),
-                partitions: 6,
-                configs: BTreeMap::new(),
-            },
-        );
-        image
+        test_support::cluster(3, 6)
     }
 
     #[test]

@@ -10,6 +10,8 @@ pub mod placement;
 pub mod raft;
 pub mod reassignment;
 pub mod records;
+#[cfg(test)]
+mod test_support;
 pub mod topic_config;
 
 pub use controller::{Command, ControllerError, ControllerHandle};

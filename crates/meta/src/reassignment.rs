@@ -106,20 +106,23 @@ pub fn hand_over(
 
 /// Marks `node` as stopping; moves onto it are cancelled (their sources keep the partitions).
 pub fn shut_down(image: &MetadataImage, node: NodeId) -> Vec<MetadataRecord> {
-    let moving_here: Vec<StreamId> = image
+    std::iter::once(MetadataRecord::BrokerShuttingDown { node_id: node })
+        .chain(cancel_moves_onto(image, node))
+        .collect()
+}
+
+/// Cancels the moves onto `node` (it is fenced or stopping): their sources keep the streams.
+pub(crate) fn cancel_moves_onto(image: &MetadataImage, node: NodeId) -> Option<MetadataRecord> {
+    let streams: Vec<StreamId> = image
         .streams
         .values()
         .filter(|s| s.moving_to == Some(node) && s.owner != node)
         .map(|s| s.stream_id)
         .collect();
-    let mut records = vec![MetadataRecord::BrokerShuttingDown { node_id: node }];
-    if !moving_here.is_empty() {
-        records.push(MetadataRecord::StreamsMoving {
-            streams: moving_here,
-            target: None,
-        });
-    }
-    records
+    (!streams.is_empty()).then_some(MetadataRecord::StreamsMoving {
+        streams,
+        target: None,
+    })
 }
 
 /// Where each partition `node` leads should go so that it leads none (a drain, or a
@@ -160,46 +163,13 @@ pub fn drain(image: &MetadataImage, node: NodeId) -> Vec<(String, i32, NodeId)> 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use uuid::Uuid;
-
     use super::*;
     use crate::controller::{decide, Command};
-
-    fn apply(image: &mut MetadataImage, command: Command) -> Vec<MetadataRecord> {
-        let records = decide(image, &command).unwrap();
-        for r in &records {
-            image.apply(r);
-        }
-        records
-    }
+    use crate::test_support::{apply, cluster, create_topic, register};
 
     #[test]
     fn a_partition_moves_by_handing_over_its_streams() {
-        let mut image = MetadataImage::default();
-        for node_id in 1..=2 {
-            apply(
-                &mut image,
-                Command::RegisterBroker {
-                    node_id,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                    incarnation: 1,
-                    wal: None,
-                },
-            );
-        }
-        apply(
-            &mut image,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(0),
-                name: "t".into(),
-                partitions: 1,
-                configs: BTreeMap::new(),
-            },
-        );
+        let mut image = cluster(2, 1);
         let p = image.partition("t", 0).unwrap().clone();
         let (source, target) = (p.leader, 3 - p.leader);
         let state = p.state_stream_id.unwrap();
@@ -264,29 +234,7 @@ mod tests {
 
     #[test]
     fn moving_back_reverts_and_a_dead_target_cancels() {
-        let mut image = MetadataImage::default();
-        for node_id in 1..=3 {
-            apply(
-                &mut image,
-                Command::RegisterBroker {
-                    node_id,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                    incarnation: 1,
-                    wal: None,
-                },
-            );
-        }
-        apply(
-            &mut image,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(0),
-                name: "t".into(),
-                partitions: 1,
-                configs: BTreeMap::new(),
-            },
-        );
+        let mut image = cluster(3, 1);
         let p = image.partition("t", 0).unwrap().clone();
         let source = p.leader;
         let (a, b) = match source {
@@ -328,29 +276,7 @@ mod tests {
 
     #[test]
     fn a_drain_spreads_a_brokers_partitions_over_the_others() {
-        let mut image = MetadataImage::default();
-        for node_id in 1..=3 {
-            apply(
-                &mut image,
-                Command::RegisterBroker {
-                    node_id,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                    incarnation: 1,
-                    wal: None,
-                },
-            );
-        }
-        apply(
-            &mut image,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(0),
-                name: "t".into(),
-                partitions: 12,
-                configs: BTreeMap::new(),
-            },
-        );
+        let mut image = cluster(3, 12);
         let moves = drain(&image, 2);
         assert_eq!(moves.len(), 4, "node 2 leads a third of 12");
         for (topic, partition, target) in &moves {
@@ -375,54 +301,14 @@ mod tests {
         assert!(drain(&image, 2).is_empty());
         // With no other live broker there is nowhere to go.
         let mut alone = MetadataImage::default();
-        apply(
-            &mut alone,
-            Command::RegisterBroker {
-                node_id: 1,
-                host: "h".into(),
-                port: 9092,
-                rack: None,
-                incarnation: 1,
-                wal: None,
-            },
-        );
-        apply(
-            &mut alone,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(1),
-                name: "t".into(),
-                partitions: 2,
-                configs: BTreeMap::new(),
-            },
-        );
+        apply(&mut alone, register(1, 1));
+        apply(&mut alone, create_topic(1, "t", 2));
         assert!(drain(&alone, 1).is_empty());
     }
 
     #[test]
     fn a_broker_shutting_down_is_given_nothing_new() {
-        let mut image = MetadataImage::default();
-        for node_id in 1..=3 {
-            apply(
-                &mut image,
-                Command::RegisterBroker {
-                    node_id,
-                    host: "h".into(),
-                    port: 9092,
-                    rack: None,
-                    incarnation: 1,
-                    wal: None,
-                },
-            );
-        }
-        apply(
-            &mut image,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(0),
-                name: "t".into(),
-                partitions: 3,
-                configs: BTreeMap::new(),
-            },
-        );
+        let mut image = cluster(3, 3);
         let p = (0..3)
             .find(|p| image.partition("t", *p).unwrap().leader == 1)
             .unwrap();
@@ -453,31 +339,13 @@ mod tests {
             Err(ControllerError::InvalidReplicaAssignment(_))
         ));
         assert!(drain(&image, 1).iter().all(|(_, _, target)| *target == 2));
-        apply(
-            &mut image,
-            Command::CreateTopic {
-                topic_id: Uuid::from_u128(1),
-                name: "u".into(),
-                partitions: 4,
-                configs: BTreeMap::new(),
-            },
-        );
+        apply(&mut image, create_topic(1, "u", 4));
         let leaders: Vec<NodeId> = (0..4)
             .map(|p| image.partition("u", p).unwrap().leader)
             .collect();
         assert!(!leaders.contains(&3), "{leaders:?}");
         // Registering again (a new incarnation) makes it a broker like any other.
-        apply(
-            &mut image,
-            Command::RegisterBroker {
-                node_id: 3,
-                host: "h".into(),
-                port: 9092,
-                rack: None,
-                incarnation: 2,
-                wal: None,
-            },
-        );
+        apply(&mut image, register(3, 2));
         assert!(image.brokers[&3].may_lead());
     }
 }
