@@ -46,16 +46,17 @@ impl Engine {
     /// Waits while `stream_id` is being handed over (at most [`HOLD_MS_MAX`]). A produce that
     /// races a reassignment is then refused once the new leader is in the metadata, so its
     /// client finds it on its first refresh instead of backing off against this broker again.
-    pub async fn wait_while_closing(&self, stream_id: StreamId) {
+    /// Returns false when, after waiting, the stream is no longer this broker's; the common
+    /// case (no hand-over) costs one look at the stream and returns true.
+    pub async fn wait_while_closing(&self, stream_id: StreamId) -> bool {
         let closing = || {
             self.streams
                 .read()
                 .get(&stream_id)
                 .is_some_and(|s| s.state.lock().closing)
         };
-        // The common case, no hand-over, touches nothing shared.
         if !closing() {
-            return;
+            return true;
         }
         let deadline = Instant::now() + Duration::from_millis(HOLD_MS_MAX);
         loop {
@@ -64,15 +65,16 @@ impl Engine {
             tokio::pin!(ended);
             ended.as_mut().enable();
             if !closing() {
-                return;
+                break;
             }
             if tokio::time::timeout_at(deadline.into(), ended)
                 .await
                 .is_err()
             {
-                return;
+                break;
             }
         }
+        self.stream(stream_id).is_some()
     }
 
     /// Streams this broker owns that are moving elsewhere.

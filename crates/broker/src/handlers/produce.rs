@@ -195,8 +195,7 @@ async fn sequence_partition(
         }
     }
     // A produce racing a reassignment waits for its end, then is answered by the new owner.
-    broker.engine.wait_while_closing(target.stream_id).await;
-    if broker.engine.stream(target.stream_id).is_none() {
+    if !broker.engine.wait_while_closing(target.stream_id).await {
         return Err((ResponseError::NotLeaderOrFollower.code(), None));
     }
     let append_time_ms = append_time.then(now_ms);
