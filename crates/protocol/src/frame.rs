@@ -7,6 +7,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Kafka's `socket.request.max.bytes` default.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A frame up to this size gets room for all of it as soon as its length is read: grown by
+/// chunks it would be copied at every doubling. Larger frames still grow as their bytes arrive,
+/// so a length alone never makes the broker allocate much.
+const FRAME_RESERVE_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -40,8 +44,10 @@ impl FrameReader {
             if let Some(frame) = self.parse_frame()? {
                 return Ok(Some(frame));
             }
-            // Grow by chunks as bytes arrive: a hostile length never allocates up front.
-            self.buffer.reserve(READ_CHUNK_BYTES);
+            self.buffer.reserve(
+                self.missing_bytes()
+                    .clamp(READ_CHUNK_BYTES, FRAME_RESERVE_BYTES_MAX),
+            );
             if reader.read_buf(&mut self.buffer).await? == 0 {
                 return if self.buffer.is_empty() {
                     Ok(None)
@@ -49,6 +55,17 @@ impl FrameReader {
                     Err(FrameError::Truncated)
                 };
             }
+        }
+    }
+
+    /// How many bytes the frame being read still lacks, once its (valid) length is known.
+    fn missing_bytes(&self) -> usize {
+        match self.buffer.get(..4) {
+            Some(length) => {
+                let length = i32::from_be_bytes(length.try_into().expect("4 bytes")) as usize;
+                (4 + length).saturating_sub(self.buffer.len())
+            }
+            None => 0,
         }
     }
 

@@ -7,6 +7,7 @@ mod config;
 mod connection;
 mod controlled_shutdown;
 mod listener;
+mod local_store;
 mod node;
 mod store;
 

@@ -5,18 +5,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::ObjectStore;
+
+use crate::local_store::LocalStore;
 
 pub fn open(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn ObjectStore>> {
     let Some(url) = url else {
         let dir = data_dir.join("objects");
         std::fs::create_dir_all(&dir)?;
-        return Ok(Arc::new(local(&dir)?));
+        return Ok(Arc::new(LocalStore::new(&dir)?));
     };
     if let Some(path) = url.strip_prefix("file://") {
         std::fs::create_dir_all(path)?;
-        return Ok(Arc::new(local(Path::new(path))?));
+        return Ok(Arc::new(LocalStore::new(Path::new(path))?));
     }
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -42,11 +43,4 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> anyhow::Result<Arc<dyn Object
     anyhow::bail!(
         "--object-store must be s3://BUCKET?endpoint=URL&region=R or file:///PATH, not {url}"
     )
-}
-
-/// A directory as an object store. Objects are fsynced (file and directory) before a PUT
-/// returns: the WAL is trimmed once an object is committed, so the object must be as durable as
-/// the WAL it replaces.
-fn local(dir: &Path) -> anyhow::Result<LocalFileSystem> {
-    Ok(LocalFileSystem::new_with_prefix(dir)?.with_fsync(true))
 }

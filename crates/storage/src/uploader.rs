@@ -44,7 +44,7 @@ pub(crate) fn now_ms() -> u64 {
 fn build_object(
     parts: Vec<(u64, u64, Vec<UploadEntry>)>,
     chunk_bytes: usize,
-) -> (Bytes, Vec<StreamRange>) {
+) -> (Vec<Bytes>, Vec<StreamRange>) {
     let mut builder = ObjectBuilder::default();
     let mut ranges = Vec::with_capacity(parts.len());
     for (stream_id, epoch, entries) in parts {
@@ -219,14 +219,15 @@ impl Engine {
         &self,
         parts: Vec<(u64, u64, Vec<UploadEntry>)>,
     ) -> Result<Vec<StreamRange>> {
-        // Copying and checksumming an upload's worth of data is CPU work: keep it off the
-        // threads that serve requests.
+        // Checksumming an upload's worth of data is CPU work: keep it off the threads that
+        // serve requests.
         let chunk_bytes = self.config.object_chunk_bytes;
-        let (object, ranges) =
+        let (chunks, ranges) =
             tokio::task::spawn_blocking(move || build_object(parts, chunk_bytes))
                 .await
                 .map_err(|e| StorageError::Failed(e.to_string()))?;
-        let size_bytes = object.len() as u64;
+        let object: PutPayload = chunks.into_iter().collect();
+        let size_bytes = object.content_length() as u64;
 
         let prepared = self
             .meta
@@ -271,13 +272,13 @@ impl Engine {
         Ok(ranges)
     }
 
-    async fn put_object(&self, key: &str, object: Bytes) -> Result<()> {
+    async fn put_object(&self, key: &str, object: PutPayload) -> Result<()> {
         let path = Path::from(key);
         let timeout = Duration::from_millis(self.config.object_put_timeout_ms);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let put = self.store.put(&path, PutPayload::from(object.clone()));
+            let put = self.store.put(&path, object.clone());
             let error = match tokio::time::timeout(timeout, put).await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(e)) => e.to_string(),

@@ -213,7 +213,8 @@ mod tests {
         let mut builder = format::ObjectBuilder::default();
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         builder.add_range(7, 0, 10, 0, &[Bytes::from(data.clone())]);
-        let (object, entries) = builder.finish();
+        let (chunks, entries) = builder.finish();
+        let object = format::concat(&chunks);
         store
             .put(&Path::from("o1"), PutPayload::from(object.clone()))
             .await

@@ -37,10 +37,13 @@ pub enum FormatError {
     Bounds,
 }
 
-/// Builds an object range by range.
+/// Builds an object range by range. The ranges' batches are kept by reference, not copied: the
+/// object goes to the store as a list of chunks (the batches, then the index and footer), so an
+/// upload costs no copy of its data and no fresh memory to hold one.
 #[derive(Default)]
 pub struct ObjectBuilder {
-    data: BytesMut,
+    chunks: Vec<Bytes>,
+    data_bytes: usize,
     entries: Vec<IndexEntry>,
 }
 
@@ -54,9 +57,12 @@ impl ObjectBuilder {
         max_timestamp_ms: i64,
         batches: &[Bytes],
     ) -> &IndexEntry {
-        let position = self.data.len();
+        let position = self.data_bytes;
+        let mut crc = 0;
         for batch in batches {
-            self.data.extend_from_slice(batch);
+            crc = crc32c::crc32c_append(crc, batch);
+            self.data_bytes += batch.len();
+            self.chunks.push(batch.clone());
         }
         self.entries.push(IndexEntry {
             stream_id,
@@ -64,19 +70,19 @@ impl ObjectBuilder {
             end_offset,
             max_timestamp_ms,
             position: position as u64,
-            size_bytes: (self.data.len() - position) as u64,
-            crc: crc32c::crc32c(&self.data[position..]),
+            size_bytes: (self.data_bytes - position) as u64,
+            crc,
         });
         self.entries.last().expect("just pushed")
     }
 
     pub fn data_bytes(&self) -> usize {
-        self.data.len()
+        self.data_bytes
     }
 
-    pub fn finish(self) -> (Bytes, Vec<IndexEntry>) {
-        let mut out = self.data;
-        let index_position = out.len() as u64;
+    /// The object as chunks to write back to back, and its index.
+    pub fn finish(self) -> (Vec<Bytes>, Vec<IndexEntry>) {
+        let mut out = BytesMut::with_capacity(self.entries.len() * ENTRY_BYTES + FOOTER_BYTES);
         for e in &self.entries {
             out.put_u64(e.stream_id);
             out.put_i64(e.start_offset);
@@ -86,18 +92,29 @@ impl ObjectBuilder {
             out.put_u64(e.size_bytes);
             out.put_u32(e.crc);
         }
-        let index = &out[index_position as usize..];
-        let index_size = index.len() as u32;
-        let index_crc = crc32c::crc32c(index);
-        out.put_u64(index_position);
+        let index_size = out.len() as u32;
+        let index_crc = crc32c::crc32c(&out);
+        out.put_u64(self.data_bytes as u64);
         out.put_u32(index_size);
         out.put_u32(index_crc);
         out.put_u32(self.entries.len() as u32);
         out.put_u16(VERSION);
         out.put_u16(0);
         out.put_u64(MAGIC);
-        (out.freeze(), self.entries)
+        let mut chunks = self.chunks;
+        chunks.push(out.freeze());
+        (chunks, self.entries)
     }
+}
+
+/// The chunks of an object as one buffer.
+#[cfg(test)]
+pub fn concat(chunks: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+    out.freeze()
 }
 
 /// Where the index is, from the footer: `(index position, index size, index crc, entry count)`.
@@ -182,8 +199,10 @@ mod tests {
             &[Bytes::from_static(b"aaa"), Bytes::from_static(b"bb")],
         );
         b.add_range(9, 100, 101, 20, &[Bytes::from_static(b"c")]);
-        let (object, entries) = b.finish();
+        let (chunks, entries) = b.finish();
+        let object = concat(&chunks);
         assert_eq!(read_index(&object).unwrap(), entries);
+        assert_eq!(entries[0].crc, crc32c::crc32c(b"aaabb"));
         assert_eq!(&object[entries[1].position as usize..][..1], b"c");
         assert_eq!(entries[0].size_bytes, 5);
 
