@@ -17,8 +17,17 @@ use super::{decode_all, encode, encoded_len, Durable, Lsn, Wal, WalError, WalRec
 
 /// A limit on one group commit, so one sync never waits behind an unbounded write.
 const GROUP_COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// A limit on trimmed segments kept for reuse.
-const SPARES_MAX: usize = 8;
+/// A limit on the bytes of trimmed segments kept for reuse. A segment made anew is written full
+/// of zeros first (see `allocate`); at full speed the WAL fills a second's worth of segments
+/// between trims, and each one made anew costs a segment of extra writes, so the spares cover
+/// that second.
+const SPARE_BYTES_MAX: u64 = 1 << 30;
+/// However large the segments, a few spares.
+const SPARES_MIN: usize = 2;
+
+fn spares_max(segment_bytes: u64) -> usize {
+    ((SPARE_BYTES_MAX / segment_bytes.max(1)) as usize).max(SPARES_MIN)
+}
 
 fn spare_name(n: usize) -> String {
     format!("spare-{n}.wal.tmp")
@@ -229,9 +238,62 @@ struct Writer {
     file: File,
     position: u64,
     capacity: u64,
-    /// Trimmed segments kept for reuse: their blocks are written already, so appending over
-    /// them costs no allocation, no extent conversion and no zero-filling.
-    spares: Vec<PathBuf>,
+    spares: Arc<Spares>,
+    /// Trimmed segments go to the recycler thread: renaming or deleting them and syncing the
+    /// directory costs a journal commit, which appends should not wait for.
+    recycle: Option<std::sync::mpsc::Sender<Recycle>>,
+    recycler: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Trimmed segments kept for reuse: their blocks are written already, so appending over them
+/// costs no allocation, no extent conversion and no zero-filling.
+struct Spares {
+    dir: PathBuf,
+    segment_bytes: u64,
+    /// Held across each rename into or out of the list, so a name is never given twice.
+    paths: Mutex<Vec<PathBuf>>,
+}
+
+/// Segments to recycle, and whom to tell once that is durable.
+type Recycle = (Vec<PathBuf>, oneshot::Sender<Result<(), WalError>>);
+
+impl Spares {
+    /// Keeps each segment as a spare while there is room, deletes it otherwise, then makes the
+    /// directory durable.
+    fn recycle(&self, segments: Vec<PathBuf>) -> std::io::Result<()> {
+        for path in segments {
+            let reusable = fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
+            let mut paths = self.paths.lock();
+            let free = (0..spares_max(self.segment_bytes))
+                .map(|n| self.dir.join(spare_name(n)))
+                .find(|p| !paths.contains(p));
+            match free.filter(|_| reusable) {
+                Some(spare) => {
+                    fs::rename(&path, &spare)?;
+                    paths.push(spare);
+                }
+                None => fs::remove_file(&path)?,
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Renames a spare to `path`, if there is one; the caller syncs the directory.
+    fn take(&self, path: &Path) -> std::io::Result<bool> {
+        let mut paths = self.paths.lock();
+        let Some(spare) = paths.pop() else {
+            return Ok(false);
+        };
+        fs::rename(&spare, path)?;
+        Ok(true)
+    }
+}
+
+fn run_recycler(spares: Arc<Spares>, jobs: std::sync::mpsc::Receiver<Recycle>) {
+    for (segments, done) in jobs {
+        let result = spares.recycle(segments);
+        let _ = done.send(result.map_err(|e| WalError::Io(e.to_string())));
+    }
 }
 
 impl Writer {
@@ -240,6 +302,25 @@ impl Writer {
         segments: Vec<(Lsn, PathBuf)>,
         next_lsn: Lsn,
     ) -> std::io::Result<Writer> {
+        let mut found = Vec::new();
+        for n in 0..spares_max(config.segment_bytes) {
+            let spare = config.dir.join(spare_name(n));
+            if fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {
+                found.push(spare);
+            } else {
+                let _ = fs::remove_file(&spare);
+            }
+        }
+        let spares = Arc::new(Spares {
+            dir: config.dir.clone(),
+            segment_bytes: config.segment_bytes,
+            paths: Mutex::new(found),
+        });
+        let (recycle, jobs) = std::sync::mpsc::channel();
+        let recycler_spares = spares.clone();
+        let recycler = std::thread::Builder::new()
+            .name("strata-wal-recycle".into())
+            .spawn(move || run_recycler(recycler_spares, jobs))?;
         let mut writer = Writer {
             dir: config.dir.clone(),
             segment_bytes: config.segment_bytes,
@@ -247,16 +328,10 @@ impl Writer {
             file: File::open("/dev/null")?,
             position: 0,
             capacity: 0,
-            spares: Vec::new(),
+            spares,
+            recycle: Some(recycle),
+            recycler: Some(recycler),
         };
-        for n in 0..SPARES_MAX {
-            let spare = writer.dir.join(spare_name(n));
-            if fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {
-                writer.spares.push(spare);
-            } else {
-                let _ = fs::remove_file(&spare);
-            }
-        }
         // A fresh segment after recovery: whatever torn tail the last one had stays behind
         // the chain break and is never read again.
         writer.roll(next_lsn, 0)?;
@@ -269,9 +344,7 @@ impl Writer {
     fn roll(&mut self, first_lsn: Lsn, needed: u64) -> std::io::Result<()> {
         let path = self.dir.join(segment_name(first_lsn));
         let capacity = self.segment_bytes.max(needed);
-        if let Some(spare) = self.spares.pop().filter(|_| capacity == self.segment_bytes) {
-            fs::rename(&spare, &path)?;
-        } else {
+        if capacity != self.segment_bytes || !self.spares.take(&path)? {
             allocate(&path, capacity)?;
         }
         sync_dir(&self.dir)?;
@@ -329,9 +402,23 @@ impl Writer {
                 let _ = done.send(result.clone());
             }
             for (lsn, done) in trims {
-                let _ = done.send(self.trim(lsn).map_err(|e| WalError::Io(e.to_string())));
+                let trimmed = self.trim(lsn);
+                if trimmed.is_empty() {
+                    let _ = done.send(Ok(()));
+                } else if let Some(recycle) = &self.recycle {
+                    if let Err(std::sync::mpsc::SendError((_, done))) =
+                        recycle.send((trimmed, done))
+                    {
+                        let _ = done.send(Err(WalError::Closed));
+                    }
+                }
             }
             if let Some(done) = close {
+                // Whoever reopens this directory must find the recycler's work done.
+                self.recycle = None;
+                if let Some(recycler) = self.recycler.take() {
+                    let _ = recycler.join();
+                }
                 let _ = done.send(());
                 return;
             }
@@ -371,28 +458,14 @@ impl Writer {
         Ok(())
     }
 
-    /// Deletes every segment whose records are all below `lsn`; the open one stays.
-    fn trim(&mut self, lsn: Lsn) -> std::io::Result<()> {
-        let mut removed = 0;
+    /// Takes out every segment whose records are all below `lsn`, for the recycler; the open
+    /// one stays.
+    fn trim(&mut self, lsn: Lsn) -> Vec<PathBuf> {
+        let mut trimmed = Vec::new();
         while self.segments.len() > 1 && self.segments[1].0 <= lsn {
-            let (_, path) = self.segments.remove(0);
-            let reusable = fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
-            let free = (0..SPARES_MAX)
-                .map(|n| self.dir.join(spare_name(n)))
-                .find(|p| !self.spares.contains(p));
-            match free.filter(|_| reusable) {
-                Some(spare) => {
-                    fs::rename(&path, &spare)?;
-                    self.spares.push(spare);
-                }
-                None => fs::remove_file(&path)?,
-            }
-            removed += 1;
+            trimmed.push(self.segments.remove(0).1);
         }
-        if removed > 0 {
-            sync_dir(&self.dir)?;
-        }
-        Ok(())
+        trimmed
     }
 }
 
