@@ -10,7 +10,9 @@
 #   TPUT_SECONDS=20    max-load produce phase      LAT_SECONDS=20  paced produce at half load
 #   SWEEP_SECONDS=10   paced produce at 25% and 10% of max load (0 = skip)
 #   E2E_SECONDS=15     paced produce + tail consumer at half load
-#   PARTITIONS=8  RECORD_BYTES=1024  LINGER_MS=5 (librdkafka's default)
+#   PARTITIONS=8  RECORD_BYTES=1024  LINGER_MS=5 (librdkafka's default, max-load phase)
+#   LAT_LINGER_MS=0    linger.ms of the paced phases: a linger is a wait of the client's own,
+#                      which would hide the broker's latency below it
 #   FIO_SECONDS=10     per fio job; fio runs before and after the broker phases (4 jobs)
 #   IPERF_SECONDS=5
 #   DATA_ROOT=DIR      where brokers' data dirs and fio's files go (default target/bench-data:
@@ -37,6 +39,7 @@ E2E_SECONDS=${E2E_SECONDS:-15}
 PARTITIONS=${PARTITIONS:-8}
 RECORD_BYTES=${RECORD_BYTES:-1024}
 LINGER_MS=${LINGER_MS:-5}
+LAT_LINGER_MS=${LAT_LINGER_MS:-0}
 FIO_SECONDS=${FIO_SECONDS:-10}
 IPERF_SECONDS=${IPERF_SECONDS:-5}
 WARMUP_SECONDS=2
@@ -293,17 +296,17 @@ for WAL in $WALS; do
 
     # 2. Produce latency at half of max load, and a short sweep below it.
     phase lat50 $((LAT_SECONDS + 90)) produce -b "$BOOTSTRAP" -t bench-lat -d "$LAT_SECONDS" \
-        -w "$WARMUP_SECONDS" -r "$HALF" -s "$RECORD_BYTES" -l "$LINGER_MS"
+        -w "$WARMUP_SECONDS" -r "$HALF" -s "$RECORD_BYTES" -l "$LAT_LINGER_MS"
     if ((SWEEP_SECONDS > 0)); then
         for pct in 25 10; do
             phase "lat$pct" $((SWEEP_SECONDS + 90)) produce -b "$BOOTSTRAP" -t bench-lat -d "$SWEEP_SECONDS" \
-                -w "$WARMUP_SECONDS" -r $((MAX_RATE * pct / 100)) -s "$RECORD_BYTES" -l "$LINGER_MS"
+                -w "$WARMUP_SECONDS" -r $((MAX_RATE * pct / 100)) -s "$RECORD_BYTES" -l "$LAT_LINGER_MS"
         done
     fi
 
     # 3. End to end with a tail consumer, at half load.
     phase e2e $((E2E_SECONDS + 90)) e2e -b "$BOOTSTRAP" -t bench-e2e -d "$E2E_SECONDS" \
-        -w "$WARMUP_SECONDS" -r "$HALF" -s "$RECORD_BYTES" -l "$LINGER_MS"
+        -w "$WARMUP_SECONDS" -r "$HALF" -s "$RECORD_BYTES" -l "$LAT_LINGER_MS"
 
     # 4. Catch-up: wait until the uploader has caught up (nothing uploaded for 2 s, at least
     # 2 upload intervals), then read bench-tput from the beginning.
@@ -337,6 +340,22 @@ for WAL in $WALS; do
 done
 
 run_fio after
+
+# The disk under the file WAL's half load as the broker writes it: a WAL-like stream of 64 KiB
+# fdatasync'd writes and an object-like stream of 1 MiB O_DIRECT writes, each at the half-load
+# rate. Its fdatasync tail is the floor for the broker's latency tail at that load.
+HALF_MB=$(jq -r '.steady_mb_per_s // 0' "$OUT/file/lat50.json" 2>/dev/null || echo 0)
+HALF_MB=${HALF_MB%.*}
+if ((${HALF_MB:-0} > 0)); then
+    mkdir -p "$FIO_DIR"
+    log "fio at the broker's half load: WAL-like 64k fdatasync + 1m O_DIRECT, ${HALF_MB} MB/s each (${LAT_SECONDS}s)"
+    timeout 180 fio --directory="$FIO_DIR" --size=256M --overwrite=1 --ioengine=sync --time_based \
+        --runtime="$LAT_SECONDS" --output-format=json \
+        --name=wal --rw=write --bs=64k --fdatasync=1 --rate="${HALF_MB}m" \
+        --name=objects --rw=write --bs=1m --direct=1 --size=4G --rate="${HALF_MB}m" \
+        >"$OUT/fio-loaded.json" || true
+    rm -f "$FIO_DIR"/*
+fi
 
 python3 "$BENCH_DIR/report.py" "$OUT" >"$OUT/summary.md"
 cat "$OUT/summary.md"

@@ -540,7 +540,7 @@ impl Engine {
         bytes_max: usize,
         out: &mut ReadResult,
     ) -> Result<Option<i64>> {
-        let ranges: Vec<(Arc<str>, u64, i64, i64)> = {
+        let ranges: Vec<(Arc<str>, u64, i64, i64, u64)> = {
             let image = self.meta.image().read();
             image
                 .ranges_from(stream_id, offset)
@@ -552,12 +552,13 @@ impl Engine {
                         object.size_bytes,
                         range.start_offset,
                         range.end_offset,
+                        range.position + range.size_bytes,
                     ))
                 })
                 .collect()
         };
         let mut next = offset;
-        for (key, size, start, end) in ranges {
+        for (key, size, start, end, range_end) in ranges {
             let index = self.blocks.index(&key, size).await?;
             let chunks = index.iter().filter(|c| {
                 c.stream_id == stream_id && c.start_offset >= start && c.end_offset <= end
@@ -573,6 +574,7 @@ impl Engine {
                         size,
                         chunk.position,
                         chunk.position + chunk.size_bytes,
+                        range_end,
                     )
                     .await?;
                 let more =

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
@@ -27,6 +28,8 @@ pub struct BlockCacheConfig {
 }
 
 type BlockKey = (Arc<str>, u64);
+/// A sequential reader: its object, and the end of its range there.
+type ReaderKey = (Arc<str>, u64);
 
 pub struct BlockCache {
     store: Arc<dyn ObjectStore>,
@@ -35,8 +38,9 @@ pub struct BlockCache {
     indexes: Cache<Arc<str>, Arc<Vec<IndexEntry>>>,
     cold: Handle,
     inflight: Arc<Semaphore>,
-    /// Per object: the last block read and the current read-ahead window.
-    readers: Mutex<HashMap<Arc<str>, (u64, u64)>>,
+    /// Per reader, named by its object and the end of its range there: the last block read
+    /// and the current read-ahead window.
+    readers: Mutex<HashMap<ReaderKey, (u64, u64)>>,
 }
 
 /// A limit on tracked sequential readers; past it the map is cleared.
@@ -44,7 +48,10 @@ const READERS_MAX: usize = 4096;
 
 impl BlockCache {
     pub fn new(store: Arc<dyn ObjectStore>, config: BlockCacheConfig, cold: Handle) -> Arc<Self> {
+        // LRU, not moka's default TinyLFU: cold reads are scans, each block read once or twice in
+        // a row, and TinyLFU refuses to admit blocks seen once, so read-ahead was fetched again.
         let blocks = Cache::builder()
+            .eviction_policy(EvictionPolicy::lru())
             .weigher(|_: &BlockKey, v: &Bytes| v.len().min(u32::MAX as usize) as u32)
             .max_capacity(config.cache_bytes_max)
             .build();
@@ -61,13 +68,17 @@ impl BlockCache {
         })
     }
 
-    /// Bytes `[start, end)` of the object at `key`, which is `object_size` bytes long.
+    /// Bytes `[start, end)` of the object at `key`, which is `object_size` bytes long, read by a
+    /// reader whose data in this object ends at `range_end`: read-ahead stops there. Streams
+    /// share objects, so read-ahead past a stream's range would fetch other streams' data, which
+    /// the cache evicts before anyone reads it when many consumers catch up at once.
     pub async fn read(
         self: &Arc<Self>,
         key: &Arc<str>,
         object_size: u64,
         start: u64,
         end: u64,
+        range_end: u64,
     ) -> Result<Bytes> {
         assert!(start <= end && end <= object_size, "read past the object");
         if start == end {
@@ -75,7 +86,7 @@ impl BlockCache {
         }
         let bb = self.config.block_bytes;
         let (first, last) = (start / bb, (end - 1) / bb);
-        self.read_ahead(key, object_size, first, last);
+        self.read_ahead(key, object_size, range_end.min(object_size), first, last);
         let mut parts = Vec::with_capacity((last - first + 1) as usize);
         for block in first..=last {
             parts.push(self.block(key, object_size, block).await?);
@@ -108,20 +119,16 @@ impl BlockCache {
                 if object_size < FOOTER_BYTES as u64 {
                     return Err(StorageError::Failed(format!("object {k} is too small")));
                 }
+                let footer_at = object_size - FOOTER_BYTES as u64;
                 let footer = this
-                    .read(
-                        &k,
-                        object_size,
-                        object_size - FOOTER_BYTES as u64,
-                        object_size,
-                    )
+                    .read(&k, object_size, footer_at, object_size, object_size)
                     .await?;
                 let (position, size, crc, count) = format::parse_footer(&footer).map_err(bad)?;
                 let end = position
                     .checked_add(size as u64)
                     .filter(|e| *e <= object_size - FOOTER_BYTES as u64);
                 let end = end.ok_or_else(|| bad(format::FormatError::Bounds))?;
-                let index = this.read(&k, object_size, position, end).await?;
+                let index = this.read(&k, object_size, position, end, end).await?;
                 Ok(Arc::new(
                     format::parse_index(&index, crc, count).map_err(bad)?,
                 ))
@@ -174,14 +181,22 @@ impl BlockCache {
         Ok(bytes)
     }
 
-    /// Grows the window while reads of an object are sequential and prefetches past `last`.
-    fn read_ahead(self: &Arc<Self>, key: &Arc<str>, object_size: u64, first: u64, last: u64) {
+    /// Grows the window while a reader stays sequential and prefetches past `last`, up to the
+    /// block holding byte `limit - 1`.
+    fn read_ahead(
+        self: &Arc<Self>,
+        key: &Arc<str>,
+        object_size: u64,
+        limit: u64,
+        first: u64,
+        last: u64,
+    ) {
         let window = {
             let mut readers = self.readers.lock();
             if readers.len() >= READERS_MAX {
                 readers.clear();
             }
-            let state = readers.entry(key.clone()).or_insert((u64::MAX, 0));
+            let state = readers.entry((key.clone(), limit)).or_insert((u64::MAX, 0));
             let sequential = state.0 != u64::MAX && (first == state.0 || first == state.0 + 1);
             let window = if sequential {
                 (state.1 * 2).clamp(1, self.config.readahead_blocks_max)
@@ -191,7 +206,7 @@ impl BlockCache {
             *state = (last, window);
             window
         };
-        let blocks_total = object_size.div_ceil(self.config.block_bytes);
+        let blocks_total = limit.div_ceil(self.config.block_bytes);
         for block in last + 1..(last + 1 + window).min(blocks_total) {
             let this = self.clone();
             let key = key.clone();
@@ -233,13 +248,56 @@ mod tests {
         let key: Arc<str> = Arc::from("o1");
         let size = object.len() as u64;
         assert_eq!(
-            cache.read(&key, size, 1000, 3100).await.unwrap(),
+            cache.read(&key, size, 1000, 3100, size).await.unwrap(),
             Bytes::from(data[1000..3100].to_vec())
         );
         assert_eq!(
-            cache.read(&key, size, 10, 20).await.unwrap(),
+            cache.read(&key, size, 10, 20, size).await.unwrap(),
             Bytes::from(data[10..20].to_vec())
         );
         assert_eq!(*cache.index(&key, size).await.unwrap(), entries);
+    }
+
+    #[tokio::test]
+    async fn read_ahead_stays_inside_the_readers_range() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let mut builder = format::ObjectBuilder::default();
+        let a = builder
+            .add_range(1, 0, 8, 0, &[Bytes::from(vec![1u8; 8192])])
+            .clone();
+        builder.add_range(2, 0, 8, 0, &[Bytes::from(vec![2u8; 8192])]);
+        let (chunks, _) = builder.finish();
+        let object = format::concat(&chunks);
+        let size = object.len() as u64;
+        store
+            .put(&Path::from("o"), PutPayload::from(object))
+            .await
+            .unwrap();
+        let cache = BlockCache::new(
+            store,
+            BlockCacheConfig {
+                block_bytes: 1024,
+                cache_bytes_max: 1 << 20,
+                inflight_bytes_max: 1 << 20,
+                readahead_blocks_max: 16,
+                get_timeout_ms: 5_000,
+            },
+            Handle::current(),
+        );
+        let key: Arc<str> = Arc::from("o");
+        let range_end = a.position + a.size_bytes;
+        for block in 0..4 {
+            let got = cache
+                .read(&key, size, block * 1024, (block + 1) * 1024, range_end)
+                .await
+                .unwrap();
+            assert_eq!(got, Bytes::from(vec![1u8; 1024]));
+        }
+        // Let the read-ahead tasks finish.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cache.blocks.run_pending_tasks().await;
+        let cached = |b: u64| cache.blocks.contains_key(&(key.clone(), b));
+        assert!((4..8).all(cached), "the rest of range A was read ahead");
+        assert!(!(8..16).any(cached), "nothing of range B was read ahead");
     }
 }
