@@ -20,10 +20,11 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-/// A limit on pipelined requests per connection, like Kafka's per-connection queueing.
-/// The object WAL holds each produce for its window (250 ms), so a client's requests queue
-/// here; their bytes are bounded by the log cache, this bounds their count.
-const INFLIGHT_MAX: usize = 512;
+/// A limit on pipelined requests per connection. The object WAL holds each produce for its
+/// window (250 ms), so a client's requests queue here: librdkafka with `linger.ms` 0 at 2,000
+/// requests a second keeps 500 of them waiting, and a lower limit stops reading the socket and
+/// adds its own wait. Their bytes are bounded by the log cache; this bounds their count.
+const INFLIGHT_MAX: usize = 4096;
 
 /// `(api, version, correlation id, body)` of a response to write; `None` for none (acks=0).
 type Reply = Option<(ApiKey, i16, i32, ResponseKind)>;

@@ -222,6 +222,22 @@ mod tests {
     use super::*;
     use object_store::{memory::InMemory, PutPayload};
 
+    /// A cache of 1 KiB blocks over `store`.
+    fn cache(
+        store: Arc<dyn ObjectStore>,
+        inflight_bytes_max: u64,
+        readahead_blocks_max: u64,
+    ) -> Arc<BlockCache> {
+        let config = BlockCacheConfig {
+            block_bytes: 1024,
+            cache_bytes_max: 1 << 20,
+            inflight_bytes_max,
+            readahead_blocks_max,
+            get_timeout_ms: 5_000,
+        };
+        BlockCache::new(store, config, Handle::current())
+    }
+
     #[tokio::test]
     async fn reads_span_blocks_and_index_parses() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -234,17 +250,7 @@ mod tests {
             .put(&Path::from("o1"), PutPayload::from(object.clone()))
             .await
             .unwrap();
-        let cache = BlockCache::new(
-            store,
-            BlockCacheConfig {
-                block_bytes: 1024,
-                cache_bytes_max: 1 << 20,
-                inflight_bytes_max: 4096,
-                readahead_blocks_max: 4,
-                get_timeout_ms: 5_000,
-            },
-            Handle::current(),
-        );
+        let cache = cache(store, 4096, 4);
         let key: Arc<str> = Arc::from("o1");
         let size = object.len() as u64;
         assert_eq!(
@@ -273,17 +279,7 @@ mod tests {
             .put(&Path::from("o"), PutPayload::from(object))
             .await
             .unwrap();
-        let cache = BlockCache::new(
-            store,
-            BlockCacheConfig {
-                block_bytes: 1024,
-                cache_bytes_max: 1 << 20,
-                inflight_bytes_max: 1 << 20,
-                readahead_blocks_max: 16,
-                get_timeout_ms: 5_000,
-            },
-            Handle::current(),
-        );
+        let cache = cache(store, 1 << 20, 16);
         let key: Arc<str> = Arc::from("o");
         let range_end = a.position + a.size_bytes;
         for block in 0..4 {
