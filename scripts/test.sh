@@ -128,7 +128,7 @@ export STRATA_TEST_BIN="$ROOT/target/ci/strata"
 py_rc=0
 # PYTEST_ARGS is split like shell words, so quoting works: PYTEST_ARGS="-k 'kcat or s3'"
 eval "extra_pytest_args=(${PYTEST_ARGS:-})"
-"$VENV/bin/python" -m pytest tests/ -v -ra "${extra_pytest_args[@]}" || py_rc=$?
+"$VENV/bin/python" -m pytest tests/ -v -ra --durations=15 "${extra_pytest_args[@]}" || py_rc=$?
 
 if [ "$rust_rc" -ne 0 ] || [ "$py_rc" -ne 0 ]; then
     echo "FAILED: cargo test exit $rust_rc, pytest exit $py_rc" >&2
