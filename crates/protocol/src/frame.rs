@@ -7,10 +7,10 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Kafka's `socket.request.max.bytes` default.
 pub const FRAME_BYTES_MAX_DEFAULT: usize = 100 * 1024 * 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
-/// A frame up to this size gets room for all of it as soon as its length is read: grown by
-/// chunks it would be copied at every doubling. Larger frames still grow as their bytes arrive,
-/// so a length alone never makes the broker allocate much.
-const FRAME_RESERVE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// The buffer grows to at most this many times what has arrived: a length alone costs little
+/// (a client must send a quarter of what it makes the broker hold), while a 1 MiB frame is
+/// copied twice as it grows rather than at every doubling from 64 KiB.
+const GROWTH_FACTOR_MAX: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -44,10 +44,11 @@ impl FrameReader {
             if let Some(frame) = self.parse_frame()? {
                 return Ok(Some(frame));
             }
-            self.buffer.reserve(
-                self.missing_bytes()
-                    .clamp(READ_CHUNK_BYTES, FRAME_RESERVE_BYTES_MAX),
-            );
+            let room = self
+                .missing_bytes()
+                .min(self.buffer.len().saturating_mul(GROWTH_FACTOR_MAX))
+                .max(READ_CHUNK_BYTES);
+            self.buffer.reserve(room);
             if reader.read_buf(&mut self.buffer).await? == 0 {
                 return if self.buffer.is_empty() {
                     Ok(None)

@@ -22,11 +22,12 @@ const GROUP_COMMIT_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// between trims, and each one made anew costs a segment of extra writes, so the spares cover
 /// that second.
 const SPARE_BYTES_MAX: u64 = 1 << 30;
-/// However large the segments, a few spares.
+/// However large or small the segments, a few spares and not too many.
 const SPARES_MIN: usize = 2;
+const SPARES_MAX: usize = 64;
 
 fn spares_max(segment_bytes: u64) -> usize {
-    ((SPARE_BYTES_MAX / segment_bytes.max(1)) as usize).max(SPARES_MIN)
+    ((SPARE_BYTES_MAX / segment_bytes.max(1)) as usize).clamp(SPARES_MIN, SPARES_MAX)
 }
 
 fn spare_name(n: usize) -> String {
@@ -140,7 +141,7 @@ impl FileWal {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let failed = Arc::new(AtomicBool::new(false));
-        let writer = Writer::start(&config, segments, next_lsn).map_err(io)?;
+        let writer = Writer::start(&config, segments, next_lsn, failed.clone()).map_err(io)?;
         let writer_failed = failed.clone();
         std::thread::Builder::new()
             .name("strata-wal".into())
@@ -259,7 +260,8 @@ type Recycle = (Vec<PathBuf>, oneshot::Sender<Result<(), WalError>>);
 
 impl Spares {
     /// Keeps each segment as a spare while there is room, deletes it otherwise, then makes the
-    /// directory durable.
+    /// directory durable. A segment must not survive under its name: recovery would follow the
+    /// chain from it, find the gap after it, and drop the newer segments.
     fn recycle(&self, segments: Vec<PathBuf>) -> std::io::Result<()> {
         for path in segments {
             let reusable = fs::metadata(&path).is_ok_and(|m| m.len() == self.segment_bytes);
@@ -267,12 +269,12 @@ impl Spares {
             let free = (0..spares_max(self.segment_bytes))
                 .map(|n| self.dir.join(spare_name(n)))
                 .find(|p| !paths.contains(p));
-            match free.filter(|_| reusable) {
-                Some(spare) => {
-                    fs::rename(&path, &spare)?;
-                    paths.push(spare);
-                }
-                None => fs::remove_file(&path)?,
+            let kept = match free.filter(|_| reusable) {
+                Some(spare) => fs::rename(&path, &spare).map(|()| paths.push(spare)),
+                None => Err(std::io::ErrorKind::NotFound.into()),
+            };
+            if kept.is_err() {
+                fs::remove_file(&path)?;
             }
         }
         sync_dir(&self.dir)
@@ -289,9 +291,19 @@ impl Spares {
     }
 }
 
-fn run_recycler(spares: Arc<Spares>, jobs: std::sync::mpsc::Receiver<Recycle>) {
+fn run_recycler(
+    spares: Arc<Spares>,
+    jobs: std::sync::mpsc::Receiver<Recycle>,
+    failed: Arc<AtomicBool>,
+) {
     for (segments, done) in jobs {
         let result = spares.recycle(segments);
+        if let Err(e) = &result {
+            // A trimmed segment may still be on disk under its name: stop acknowledging, so
+            // nothing acknowledged depends on a WAL that recovery could cut short.
+            failed.store(true, Ordering::Release);
+            tracing::error!(error = %e, "recycling trimmed WAL segments failed; no later append will be acknowledged");
+        }
         let _ = done.send(result.map_err(|e| WalError::Io(e.to_string())));
     }
 }
@@ -301,14 +313,26 @@ impl Writer {
         config: &FileWalConfig,
         segments: Vec<(Lsn, PathBuf)>,
         next_lsn: Lsn,
+        failed: Arc<AtomicBool>,
     ) -> std::io::Result<Writer> {
+        // Spares of the right size and within the limit are kept; any other (left by another
+        // segment size or limit) is deleted.
         let mut found = Vec::new();
-        for n in 0..spares_max(config.segment_bytes) {
-            let spare = config.dir.join(spare_name(n));
-            if fs::metadata(&spare).is_ok_and(|m| m.len() == config.segment_bytes) {
-                found.push(spare);
+        let wanted: Vec<PathBuf> = (0..spares_max(config.segment_bytes))
+            .map(|n| config.dir.join(spare_name(n)))
+            .collect();
+        for entry in fs::read_dir(&config.dir)? {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if !(name.starts_with("spare-") && name.ends_with(".wal.tmp")) {
+                continue;
+            }
+            if wanted.contains(&path)
+                && fs::metadata(&path).is_ok_and(|m| m.len() == config.segment_bytes)
+            {
+                found.push(path);
             } else {
-                let _ = fs::remove_file(&spare);
+                fs::remove_file(&path)?;
             }
         }
         let spares = Arc::new(Spares {
@@ -320,7 +344,7 @@ impl Writer {
         let recycler_spares = spares.clone();
         let recycler = std::thread::Builder::new()
             .name("strata-wal-recycle".into())
-            .spawn(move || run_recycler(recycler_spares, jobs))?;
+            .spawn(move || run_recycler(recycler_spares, jobs, failed))?;
         let mut writer = Writer {
             dir: config.dir.clone(),
             segment_bytes: config.segment_bytes,
@@ -496,6 +520,19 @@ mod tests {
             durable.await.unwrap().unwrap();
         }
         wal.trim(10).await.unwrap();
+        let spares = || {
+            fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("spare-")
+                })
+                .count()
+        };
+        assert!(spares() > 0, "the recycler kept trimmed segments as spares");
         // Rolling now reuses trimmed segments, whose old frames must never come back.
         for i in 20..40 {
             let (lsn, durable) = wal.append(record(2, i, b"abcdefghij")).unwrap();
@@ -525,6 +562,7 @@ mod tests {
         }
         assert_eq!(wal.next_lsn(), 40);
         wal.close().await;
+        assert!(spares() <= spares_max(256));
     }
 
     #[tokio::test]
