@@ -99,13 +99,31 @@ fn staging_path(path: &FsPath) -> PathBuf {
     name.into()
 }
 
+/// Creates `dir` and any missing parents, each made durable in its own parent, as
+/// `LocalFileSystem` does: an object in a directory that a crash forgets is lost with it.
+fn create_dirs_durably(dir: &FsPath) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `payload` to `path` durably: staged with `O_DIRECT` writes, its length set, synced,
 /// renamed into place, and the directory synced.
 fn write_direct(path: &FsPath, payload: &PutPayload, buffer: &mut Aligned) -> io::Result<()> {
     let dir = path
         .parent()
         .expect("object paths are inside the store's directory");
-    fs::create_dir_all(dir)?;
+    create_dirs_durably(dir)?;
     let staging = staging_path(path);
     let result = (|| {
         let file = OpenOptions::new()

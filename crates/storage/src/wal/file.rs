@@ -269,12 +269,9 @@ impl Spares {
             let free = (0..spares_max(self.segment_bytes))
                 .map(|n| self.dir.join(spare_name(n)))
                 .find(|p| !paths.contains(p));
-            let kept = match free.filter(|_| reusable) {
-                Some(spare) => fs::rename(&path, &spare).map(|()| paths.push(spare)),
-                None => Err(std::io::ErrorKind::NotFound.into()),
-            };
-            if kept.is_err() {
-                fs::remove_file(&path)?;
+            match free.filter(|_| reusable) {
+                Some(spare) if fs::rename(&path, &spare).is_ok() => paths.push(spare),
+                _ => fs::remove_file(&path)?,
             }
         }
         sync_dir(&self.dir)
