@@ -42,6 +42,37 @@ def metrics(path):
     return out
 
 
+def buckets(path, name, labels=""):
+    """Cumulative bucket counts of one histogram series, as {upper bound: count}."""
+    out = {}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return out
+    prefix = name + "_bucket{" + (labels + "," if labels else "")
+    for line in lines:
+        if line.startswith(prefix):
+            m = re.search(r'le="([^"]+)"\}\s+(\S+)$', line)
+            if m:
+                out[float("inf") if m.group(1) == "+Inf" else float(m.group(1))] = float(m.group(2))
+    return out
+
+
+def quantiles(run, phase, name, labels=""):
+    """Upper bounds (ms) of the buckets holding p50/p99/p99.9 of what a histogram counted
+    during one phase (bucket deltas), and the count; None when nothing was counted."""
+    before = buckets(os.path.join(run, f"{phase}.metrics.before"), name, labels)
+    after = buckets(os.path.join(run, f"{phase}.metrics.after"), name, labels)
+    d = {le: n - before.get(le, 0.0) for le, n in after.items()}
+    if not d or d[max(d)] <= 0:
+        return None
+    total = d[max(d)]
+    q = {}
+    for want in [0.5, 0.99, 0.999]:
+        q[want] = next(1e3 * le for le in sorted(d) if d[le] >= want * total)
+    return {"count": total, "p50": q[0.5], "p99": q[0.99], "p999": q[0.999]}
+
+
 def delta(run, phase, name):
     before = metrics(os.path.join(run, f"{phase}.metrics.before"))
     after = metrics(os.path.join(run, f"{phase}.metrics.after"))
@@ -199,11 +230,24 @@ def main():
               f"{fmt(x['avg_sync_ms'], 2)} | {fmt(x['sync_busy_pct'], 0)} | {fmt(x['fetch_requests'], 0)} | "
               f"{fmt(x['cold_reads'], 0)} | {fmt(x['block_cache_fetched_mb'], 1)} | {fmt(x['backpressure'], 0)} | "
               f"{fmt(x['objects_uploaded'], 0)} | {fmt(x['other_cpu_pct'], 0)} | {fmt(x['iowait_pct'], 0)} |")
-        m = metrics(os.path.join(run, "e2e.metrics.after"))
-        q = {k: m.get(f'strata_wal_sync_seconds{{quantile="{k}"}}') for k in ["0.5", "0.99", "0.999", "1"]}
-        if q["0.5"] is not None:
-            w(f"\nThe broker's own WAL sync time (`strata_wal_sync_seconds`, the exporter's rolling window of about the last 60 s, read at the end of the e2e phase): "
-              f"p50 {1e3 * q['0.5']:.2f} ms, p99 {1e3 * q['0.99']:.2f} ms, p99.9 {1e3 * q['0.999']:.2f} ms, max {1e3 * q['1']:.1f} ms.")
+        rows = []
+        for ph in PHASES:
+            sync = quantiles(run, ph, "strata_wal_sync_seconds")
+            req = quantiles(run, ph, "strata_request_seconds", 'api="Produce"')
+            if sync or req:
+                rows.append((ph, sync, req))
+        if rows:
+            w("\nBroker-side timings per phase, from histogram bucket deltas (each figure is the upper "
+              "bound of the bucket holding that quantile): the WAL's `fdatasync` "
+              "(`strata_wal_sync_seconds`) and a Produce request from being read to being answered "
+              "(`strata_request_seconds{api=\"Produce\"}`).\n")
+            w("| phase | syncs | sync p50 ≤ ms | p99 ≤ | p99.9 ≤ | produce reqs | request p50 ≤ ms | p99 ≤ | p99.9 ≤ |")
+            w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            for ph, sync, req in rows:
+                cells = []
+                for x in [sync, req]:
+                    cells += [fmt(x["count"], 0), fmt(x["p50"], 2), fmt(x["p99"], 2), fmt(x["p999"], 2)] if x else ["–"] * 4
+                w(f"| {ph} | " + " | ".join(cells) + " |")
         problems = []
         for ph in PHASES:
             j = r[ph]

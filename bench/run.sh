@@ -17,6 +17,10 @@
 #   IPERF_SECONDS=5
 #   DATA_ROOT=DIR      where brokers' data dirs and fio's files go (default target/bench-data:
 #                      the repository's filesystem; never use a tmpfs, fsync would be free)
+#   OBJECT_STORE=URL   the brokers' --object-store (default: a directory in the data dir, on
+#                      the WAL's disk). `file:///dev/shm/strata-bench` keeps objects off the
+#                      WAL's disk, as S3 does in a deployment; its contents are deleted at
+#                      each fresh start. Objects then take RAM: shorten the phases
 #   OUT=DIR            results directory
 #   PERF=1             perf-record the broker during each max-load phase (needs perf)
 #   DROP_CACHES=1      drop the page cache before the catch-up read (root), so that the local
@@ -45,6 +49,7 @@ IPERF_SECONDS=${IPERF_SECONDS:-5}
 WARMUP_SECONDS=2
 UPLOAD_INTERVAL_MS=1000
 DATA_ROOT=${DATA_ROOT:-$ROOT/target/bench-data}
+OBJECT_STORE=${OBJECT_STORE:-}
 OUT=${OUT:-$BENCH_DIR/results/$(date -u +%Y%m%dT%H%M%SZ)}
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -62,6 +67,7 @@ cleanup() {
     done
     if [[ -n $BROKER_PID ]]; then stop_broker || true; fi
     if [[ -z ${KEEP_DATA:-} && -d $DATA_ROOT ]]; then rm -rf "$DATA_ROOT"/file "$DATA_ROOT"/object "$DATA_ROOT"/fio; fi
+    if [[ -z ${KEEP_DATA:-} && $OBJECT_STORE == file://* ]]; then rm -rf "${OBJECT_STORE#file://}"; fi
     exit $rc
 }
 trap cleanup EXIT
@@ -126,9 +132,14 @@ start_broker() { # wal dir [keep]: a fresh data dir unless "keep"
     if [[ -z $keep ]]; then
         rm -rf "$dir"
         mkdir -p "$dir"
+        if [[ $OBJECT_STORE == file://* ]]; then
+            rm -rf "${OBJECT_STORE#file://}"
+            mkdir -p "${OBJECT_STORE#file://}"
+        fi
     fi
     BROKER_CMD=("$STRATA" serve --listen "$BOOTSTRAP" --admin-listen "$ADMIN" --data-dir "$dir"
         --wal "$wal" --num-partitions "$PARTITIONS" --upload-interval-ms "$UPLOAD_INTERVAL_MS")
+    if [[ -n $OBJECT_STORE ]]; then BROKER_CMD+=(--object-store "$OBJECT_STORE"); fi
     echo "${BROKER_CMD[*]}" >"$RUN/broker.cmd"
     NO_COLOR=1 "${BROKER_CMD[@]}" >>"$RUN/broker.log" 2>&1 &
     BROKER_PID=$!

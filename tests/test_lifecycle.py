@@ -27,6 +27,16 @@ def test_healthz_and_metrics(broker):
         name_labels, _, value = l.rpartition(" ")
         assert name_labels, l
         float(value)  # a number (NaN/+Inf parse too); raises on anything else
+    # Timings are Prometheus histograms: cumulative buckets ending in +Inf, which equals the
+    # count. The produce above was answered, so Produce has at least one request.
+    assert "# TYPE strata_request_seconds histogram" in text, text[:2000]
+    assert "# TYPE strata_wal_sync_seconds histogram" in text
+    produce = [l for l in samples if l.startswith('strata_request_seconds_bucket{api="Produce"')]
+    counts = [float(l.rpartition(" ")[2]) for l in produce]
+    assert produce and counts == sorted(counts), produce
+    assert produce[-1].startswith('strata_request_seconds_bucket{api="Produce",le="+Inf"}')
+    total = [l for l in samples if l.startswith('strata_request_seconds_count{api="Produce"}')]
+    assert len(total) == 1 and float(total[0].rpartition(" ")[2]) == counts[-1] >= 1, total
     status, _ = http_get(broker.admin_url + "/no-such-page")
     assert status == 404
 

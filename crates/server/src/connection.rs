@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
@@ -28,7 +29,9 @@ const INFLIGHT_MAX: usize = 4096;
 
 /// `(api, version, correlation id, body)` of a response to write; `None` for none (acks=0).
 type Reply = Option<(ApiKey, i16, i32, ResponseKind)>;
-type Pending = Pin<Box<dyn Future<Output = Reply> + Send>>;
+/// A reply with the moment its request was read, for the request-time histogram.
+type Timed = (Instant, Reply);
+type Pending = Pin<Box<dyn Future<Output = Timed> + Send>>;
 
 pub async fn serve(
     broker: Arc<Broker>,
@@ -47,8 +50,8 @@ pub async fn serve(
     loop {
         let frame = tokio::select! {
             biased;
-            Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                if write(&mut writer, &peer, reply).await.is_err() {
+            Some((read_at, reply)) = inflight.next(), if !inflight.is_empty() => {
+                if write(&mut writer, &peer, read_at, reply).await.is_err() {
                     return;
                 }
                 continue;
@@ -57,6 +60,7 @@ pub async fn serve(
             frame = frames.read_frame(&mut reader), if inflight.len() < INFLIGHT_MAX => frame,
             _ = shutdown.changed() => break,
         };
+        let read_at = Instant::now();
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
@@ -73,12 +77,10 @@ pub async fn serve(
                 ..
             }) => {
                 let body = ResponseKind::ApiVersions(api_versions::unsupported());
-                inflight.push_back(Box::pin(std::future::ready(Some((
-                    ApiKey::ApiVersions,
-                    0,
-                    correlation_id,
-                    body,
-                )))));
+                inflight.push_back(Box::pin(std::future::ready((
+                    read_at,
+                    Some((ApiKey::ApiVersions, 0, correlation_id, body)),
+                ))));
                 continue;
             }
             Err(e) => {
@@ -95,41 +97,60 @@ pub async fn serve(
         if let RequestKind::Produce(body) = request.body {
             let done = produce::sequence(&broker, version, body).await;
             inflight.push_back(Box::pin(async move {
-                done.await
-                    .map(|r| (api_key, version, correlation_id, ResponseKind::Produce(r)))
+                let reply = done
+                    .await
+                    .map(|r| (api_key, version, correlation_id, ResponseKind::Produce(r)));
+                (read_at, reply)
             }));
             continue;
         }
         // Anything else runs after what came before it on this connection has finished.
-        while let Some(reply) = inflight.next().await {
-            if write(&mut writer, &peer, reply).await.is_err() {
+        while let Some((read_at, reply)) = inflight.next().await {
+            if write(&mut writer, &peer, read_at, reply).await.is_err() {
                 return;
             }
         }
         let reply = handlers::handle(&broker, request, &peer)
             .await
             .map(|body| (api_key, version, correlation_id, body));
-        if write(&mut writer, &peer, reply).await.is_err() {
+        if write(&mut writer, &peer, read_at, reply).await.is_err() {
             return;
         }
     }
     // In-flight produces were acknowledged by the WAL or will be: answer them before closing.
-    while let Some(reply) = inflight.next().await {
-        if write(&mut writer, &peer, reply).await.is_err() {
+    while let Some((read_at, reply)) = inflight.next().await {
+        if write(&mut writer, &peer, read_at, reply).await.is_err() {
             return;
         }
     }
 }
 
-async fn write(writer: &mut OwnedWriteHalf, peer: &str, reply: Reply) -> std::io::Result<()> {
+/// Writes a reply, and records how long its request took from being read to being answered
+/// (Kafka's `TotalTimeMs`), per API.
+async fn write(
+    writer: &mut OwnedWriteHalf,
+    peer: &str,
+    read_at: Instant,
+    reply: Reply,
+) -> std::io::Result<()> {
     let Some((api_key, version, correlation_id, body)) = reply else {
         return Ok(());
     };
     match encode_response(api_key, version, correlation_id, &body) {
-        Ok(bytes) => writer.write_all(&bytes).await,
+        Ok(bytes) => {
+            writer.write_all(&bytes).await?;
+            metrics::histogram!("strata_request_seconds", "api" => api_name(api_key))
+                .record(read_at.elapsed().as_secs_f64());
+            Ok(())
+        }
         Err(e) => {
             tracing::error!(%peer, ?api_key, version, error = %e, "response failed to encode");
             Err(std::io::Error::other(e.to_string()))
         }
     }
+}
+
+/// The API's name as Kafka spells it (`Produce`, `Fetch`), for metric labels.
+fn api_name(api_key: ApiKey) -> String {
+    format!("{api_key:?}")
 }
